@@ -1,0 +1,21 @@
+//! Backends: the `BACKENDS` array, indexed by a small backend id that VIP rings refer to.
+use crate::addr::AddrWords;
+
+/// One backend slot. A backend shared by several VIPs is one slot and one state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Backend {
+    pub addr: AddrWords,
+    /// FAMILY_V4 or FAMILY_V6: which encapsulation (IPIP or IP6IP6 outer header) reaches it.
+    pub family: u8,
+    /// `BACKEND_F_*` bits.
+    pub flags: u8,
+    pub _pad: [u8; 2],
+}
+
+/// The slot holds a configured backend. A flow-table entry pointing at a slot without it is stale
+/// (the backend was removed) and the flow is rescheduled on the ring.
+pub const BACKEND_F_VALID: u8 = 1;
+
+/// Ring slot value meaning "no backend": a VIP whose backends all have weight 0.
+pub const NO_BACKEND: u32 = u32::MAX;

@@ -1,0 +1,35 @@
+//! Flows: the key the flow table (`FLOWS`, an LRU hash) and the flow hash are computed over.
+use crate::addr::AddrWords;
+
+/// A connection's 5-tuple as seen on the wire (ports in network byte order). Also the exact bytes
+/// the flow hash reads, so the kernel and `sheave explain` hash the same thing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    pub src: AddrWords,
+    pub dst: AddrWords,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Value of the flow table: the backend this flow was scheduled to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowState {
+    pub backend_id: u32,
+    /// The flow's hash, kept so a flow-table hit does not hash again (the outer source address of
+    /// the encapsulation is derived from it).
+    pub hash: u32,
+}
+
+impl FlowKey {
+    /// The key's bytes, exactly as the hash and the kernel's map see them.
+    #[inline(always)]
+    pub fn as_bytes(&self) -> &[u8; core::mem::size_of::<FlowKey>()] {
+        // SAFETY: FlowKey is repr(C), 40 bytes with no implicit padding.
+        unsafe { &*(self as *const FlowKey as *const [u8; core::mem::size_of::<FlowKey>()]) }
+    }
+}

@@ -1,0 +1,35 @@
+//! Virtual IPs: the `VIPS` hash map, keyed by {address, port, protocol}.
+use crate::addr::AddrWords;
+
+/// Key of the `VIPS` map. `port` is in network byte order, as read from the packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct VipKey {
+    pub addr: AddrWords,
+    pub port: u16,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub proto: u8,
+    /// FAMILY_V4 or FAMILY_V6.
+    pub family: u8,
+}
+
+/// Everything the packet path needs about a VIP in one value, so a packet costs one VIP lookup.
+///
+/// Rings are double-buffered: the daemon owns two regions of `RINGS` per VIP, fills the inactive
+/// one and then replaces this value with `ring_base` pointing at it. A packet reads this value
+/// once, so it sees either the old ring or the new one, never half of each.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VipMeta {
+    /// Index into `VIP_STATS`; also names the VIP in logs and metrics.
+    pub vip_id: u32,
+    /// `VIP_F_*` bits.
+    pub flags: u32,
+    /// Maglev table size M (a prime); the ring occupies `RINGS[ring_base .. ring_base + M]`.
+    pub ring_size: u32,
+    /// First slot of the active ring half in `RINGS`.
+    pub ring_base: u32,
+}
+
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;

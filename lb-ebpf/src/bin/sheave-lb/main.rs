@@ -1,0 +1,79 @@
+//! The load balancer's XDP program. Follow a packet top to bottom in [`balance`]:
+//! parse → VIP lookup → pick backend (flow table, else Maglev ring) → encapsulate → transmit.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+mod lookup;
+mod maps;
+mod schedule;
+mod stats;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use lb_common::{
+    addr::FAMILY_V4,
+    config::{outer_src_v4, outer_src_v6},
+    stats::Stat,
+};
+use lb_ebpf::{encap, headers::ETH_HLEN, parse, transmit};
+
+#[xdp]
+pub fn sheave_lb(ctx: XdpContext) -> u32 {
+    balance(&ctx)
+}
+
+/// The whole packet path. Every packet ends in exactly one outcome counter.
+#[inline(always)]
+fn balance(ctx: &XdpContext) -> u32 {
+    let pkt = match parse::parse(ctx) {
+        Ok(pkt) => pkt,
+        Err(why) => return stats::pass(why),
+    };
+    let Some(vip) = lookup::vip(&pkt) else {
+        return stats::pass(Stat::PassNoVip);
+    };
+    let frame_len = (ETH_HLEN + pkt.ip_len as usize) as u64;
+    stats::vip_packet(vip.vip_id, frame_len);
+
+    let choice = match schedule::pick(&pkt, &vip) {
+        Ok(choice) => choice,
+        Err(why) => return stats::drop(why),
+    };
+    let Some(cfg) = lookup::config() else {
+        return stats::drop(Stat::DropEncap);
+    };
+    let outer_src = if choice.backend.family == FAMILY_V4 {
+        [outer_src_v4(&cfg, choice.hash), 0, 0, 0]
+    } else {
+        outer_src_v6(&cfg, choice.hash)
+    };
+    let outer = match encap::encapsulate(ctx, &pkt, &choice.backend, &outer_src, choice.hash) {
+        Ok(outer) => outer,
+        Err(why) => return stats::drop(why),
+    };
+    let (action, outcome) = transmit::transmit(
+        ctx,
+        choice.backend.family,
+        &outer_src,
+        &choice.backend.addr,
+        outer.tot_len,
+    );
+    stats::outcome(outcome);
+    if action != xdp_action::XDP_DROP {
+        stats::backend_packet(choice.backend_id, frame_len);
+    }
+    action
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,48 @@
+//! The load balancer's maps. Layouts are the `lb-common` types; userspace writes all but the flow
+//! table and counters.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use lb_common::{
+    backend::Backend,
+    config::DataplaneConfig,
+    flow::{FlowKey, FlowState},
+    limits::{DEFAULT_FLOWS, DEFAULT_RING_SLOTS, MAX_BACKENDS, MAX_VIPS},
+    stats::{Counter, STAT_COUNT},
+    vip::{VipKey, VipMeta},
+};
+
+/// {address, port, protocol} → everything the packet path needs about the VIP.
+#[map]
+pub static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(MAX_VIPS, 0);
+
+/// Backend id → address and state.
+#[map]
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+
+/// All VIPs' Maglev rings (two halves each), holding backend ids; see `VipMeta::ring_base`.
+#[map]
+pub static RINGS: Array<u32> = Array::with_max_entries(DEFAULT_RING_SLOTS, 0);
+
+/// 5-tuple → backend. An LRU so the oldest idle flows make room under pressure; one LRU list per
+/// CPU (BPF_F_NO_COMMON_LRU) so CPUs do not contend on a shared list lock.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowState> =
+    LruHashMap::with_max_entries(DEFAULT_FLOWS, BPF_F_NO_COMMON_LRU);
+
+/// Host-wide settings, one entry.
+#[map]
+pub static CONFIG: Array<DataplaneConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static VIP_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
+
+#[map]
+pub static BACKEND_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+/// Outcomes and flow-table events, indexed by `lb_common::stats::Stat`.
+#[map]
+pub static GLOBAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+
+const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;

@@ -1,0 +1,291 @@
+//! The TOML configuration file: parsed strictly (unknown keys and wrong types are errors) and
+//! validated as a whole before anything touches the kernel.
+//!
+//! ```toml
+//! [dataplane]                        # optional
+//! flow_table_size = 1048576          # LRU entries
+//! encap_source_v4 = "198.18.200.0/24" # outer IPv4 sources; host bits vary per flow
+//! encap_source_v6 = "2001:db8:200::/96"
+//!
+//! [[vip]]
+//! address = "198.18.100.1"
+//! port = 80
+//! protocol = "tcp"                   # tcp | udp
+//! ring_size = 65537                  # optional, prime
+//! [[vip.backend]]
+//! address = "198.18.0.21"
+//! weight = 100                       # optional, 0-65535, default 100; 0 = no new flows
+//! ```
+use std::{collections::HashSet, fmt, net::IpAddr, path::Path};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use lb_common::limits::{DEFAULT_FLOWS, DEFAULT_RING_SIZE, MAX_BACKENDS, MAX_VIPS};
+use serde::Deserialize;
+
+use crate::wire::Prefix;
+
+/// Upper bound for a VIP's Maglev table: keeps one VIP's two ring halves under 8 MiB.
+pub const MAX_RING_SIZE: u32 = 1_048_573;
+pub const DEFAULT_WEIGHT: u16 = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => lb_common::vip::IPPROTO_TCP,
+            Protocol::Udp => lb_common::vip::IPPROTO_UDP,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            _ => bail!("unknown protocol {s:?}: expected tcp or udp"),
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub dataplane: DataplaneOptions,
+    pub vips: Vec<Vip>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataplaneOptions {
+    pub flow_table_size: u32,
+    /// Outer-source prefixes; `None` means "the interface's own address".
+    pub encap_source_v4: Option<Prefix>,
+    pub encap_source_v6: Option<Prefix>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vip {
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub ring_size: u32,
+    pub backends: Vec<BackendRef>,
+}
+
+impl Vip {
+    /// How operators and logs name a VIP: `tcp 198.18.100.1:80`, `udp [2001:db8::1]:53`.
+    pub fn name(&self) -> String {
+        format!(
+            "{} {}",
+            self.protocol,
+            std::net::SocketAddr::new(self.address, self.port)
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendRef {
+    pub address: IpAddr,
+    pub weight: u16,
+}
+
+// The file's shape, deserialized strictly.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    dataplane: FileDataplane,
+    #[serde(default, rename = "vip")]
+    vips: Vec<FileVip>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileDataplane {
+    flow_table_size: Option<u32>,
+    encap_source_v4: Option<String>,
+    encap_source_v6: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileVip {
+    address: String,
+    port: u16,
+    protocol: Protocol,
+    ring_size: Option<u32>,
+    #[serde(default, rename = "backend")]
+    backends: Vec<FileBackend>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackend {
+    address: String,
+    #[serde(default = "default_weight")]
+    weight: u16,
+}
+
+fn default_weight() -> u16 {
+    DEFAULT_WEIGHT
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let dataplane = DataplaneOptions {
+            flow_table_size: file.dataplane.flow_table_size.unwrap_or(DEFAULT_FLOWS),
+            encap_source_v4: parse_prefix(file.dataplane.encap_source_v4, "encap_source_v4", 4)?,
+            encap_source_v6: parse_prefix(file.dataplane.encap_source_v6, "encap_source_v6", 6)?,
+        };
+        ensure!(
+            dataplane.flow_table_size >= 1024,
+            "dataplane.flow_table_size = {} is too small (minimum 1024)",
+            dataplane.flow_table_size
+        );
+        ensure!(
+            !file.vips.is_empty(),
+            "no [[vip]] defined: nothing to load-balance"
+        );
+        ensure!(
+            file.vips.len() <= MAX_VIPS as usize,
+            "{} VIPs configured, at most {MAX_VIPS} are supported",
+            file.vips.len()
+        );
+        let mut seen = HashSet::new();
+        let mut vips = Vec::with_capacity(file.vips.len());
+        for (i, v) in file.vips.into_iter().enumerate() {
+            let vip = validate_vip(v).with_context(|| format!("in [[vip]] #{}", i + 1))?;
+            ensure!(
+                seen.insert((vip.address, vip.port, vip.protocol)),
+                "[[vip]] #{}: {} is defined twice",
+                i + 1,
+                vip.name()
+            );
+            vips.push(vip);
+        }
+        let distinct: HashSet<IpAddr> = vips
+            .iter()
+            .flat_map(|v| v.backends.iter().map(|b| b.address))
+            .collect();
+        ensure!(
+            distinct.len() <= MAX_BACKENDS as usize,
+            "{} distinct backends configured, at most {MAX_BACKENDS} are supported",
+            distinct.len()
+        );
+        Ok(Config { dataplane, vips })
+    }
+}
+
+fn validate_vip(v: FileVip) -> Result<Vip> {
+    let address: IpAddr = v
+        .address
+        .parse()
+        .map_err(|_| anyhow::anyhow!("address {:?} is not an IP address", v.address))?;
+    ensure!(
+        !address.is_unspecified() && !address.is_multicast(),
+        "address {address} cannot be a VIP"
+    );
+    ensure!(v.port != 0, "port 0 cannot be a VIP port");
+    let ring_size = v.ring_size.unwrap_or(DEFAULT_RING_SIZE);
+    ensure!(
+        is_prime(ring_size) && ring_size <= MAX_RING_SIZE,
+        "ring_size {ring_size} must be a prime no larger than {MAX_RING_SIZE} (e.g. 65537)"
+    );
+    ensure!(
+        !v.backends.is_empty(),
+        "VIP {} has no backend: add at least one [[vip.backend]]",
+        SocketAddrDisplay(address, v.port)
+    );
+    ensure!(
+        v.backends.len() as u64 * 10 <= ring_size as u64,
+        "ring_size {ring_size} is too small for {} backends (needs at least 10 slots each)",
+        v.backends.len()
+    );
+    let mut seen = HashSet::new();
+    let mut backends = Vec::with_capacity(v.backends.len());
+    for (j, b) in v.backends.into_iter().enumerate() {
+        let baddr: IpAddr = b.address.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "backend #{}: address {:?} is not an IP address",
+                j + 1,
+                b.address
+            )
+        })?;
+        ensure!(
+            !baddr.is_unspecified() && !baddr.is_multicast() && !baddr.is_loopback(),
+            "backend #{}: {baddr} cannot be a backend address",
+            j + 1
+        );
+        ensure!(
+            seen.insert(baddr),
+            "backend {baddr} is listed twice for this VIP"
+        );
+        backends.push(BackendRef {
+            address: baddr,
+            weight: b.weight,
+        });
+    }
+    Ok(Vip {
+        address,
+        port: v.port,
+        protocol: v.protocol,
+        ring_size,
+        backends,
+    })
+}
+
+fn parse_prefix(s: Option<String>, key: &str, family: u8) -> Result<Option<Prefix>> {
+    let Some(s) = s else { return Ok(None) };
+    let p: Prefix = s
+        .parse()
+        .with_context(|| format!("dataplane.{key} = {s:?}"))?;
+    ensure!(
+        p.family() == family,
+        "dataplane.{key} = {s:?} is not an IPv{family} prefix"
+    );
+    Ok(Some(p))
+}
+
+struct SocketAddrDisplay(IpAddr, u16);
+impl fmt::Display for SocketAddrDisplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        std::net::SocketAddr::new(self.0, self.1).fmt(f)
+    }
+}
+
+pub fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2u64;
+    while d * d <= n as u64 {
+        if n as u64 % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}

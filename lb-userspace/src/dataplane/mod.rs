@@ -1,0 +1,179 @@
+//! The kernel side as userspace sees it: the load balancer's XDP program and typed access to its
+//! maps ([`Dataplane`]), and the backends' decap program ([`decap`]).
+pub mod attach;
+pub mod decap;
+pub mod objects;
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray},
+    programs::Xdp,
+};
+use lb_common::{
+    backend::Backend,
+    config::DataplaneConfig,
+    flow::{FlowKey, FlowState},
+    limits::DEFAULT_RING_SLOTS,
+    stats::{Counter, STAT_COUNT},
+    vip::{VipKey, VipMeta},
+};
+
+pub use attach::AttachMode;
+
+pub const LB_PROGRAM: &str = "sheave_lb";
+
+/// Map sizes chosen at load time.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    pub flow_table_size: u32,
+    pub ring_slots: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            flow_table_size: lb_common::limits::DEFAULT_FLOWS,
+            ring_slots: DEFAULT_RING_SLOTS,
+        }
+    }
+}
+
+/// The loaded load-balancer program and its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    vips: HashMap<MapData, VipKey, VipMeta>,
+    backends: Array<MapData, Backend>,
+    rings: Array<MapData, u32>,
+    flows: HashMap<MapData, FlowKey, FlowState>,
+    config: Array<MapData, DataplaneConfig>,
+    vip_stats: PerCpuArray<MapData, Counter>,
+    backend_stats: PerCpuArray<MapData, Counter>,
+    global_stats: PerCpuArray<MapData, u64>,
+    attachment: Option<attach::Attachment>,
+}
+
+impl Dataplane {
+    /// Load (and verify) the program and create its maps. Nothing is attached yet.
+    pub fn load(opts: LoadOptions) -> Result<Dataplane> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("FLOWS", opts.flow_table_size)
+            .map_max_entries("RINGS", opts.ring_slots.max(1))
+            .load(objects::LB)
+            .context("loading the XDP program's maps")?;
+        program(&mut ebpf)?
+            .load()
+            .context("the kernel refused Sheave's XDP program")?;
+        Ok(Dataplane {
+            vips: take(&mut ebpf, "VIPS")?,
+            backends: take(&mut ebpf, "BACKENDS")?,
+            rings: take(&mut ebpf, "RINGS")?,
+            flows: take(&mut ebpf, "FLOWS")?,
+            config: take(&mut ebpf, "CONFIG")?,
+            vip_stats: take(&mut ebpf, "VIP_STATS")?,
+            backend_stats: take(&mut ebpf, "BACKEND_STATS")?,
+            global_stats: take(&mut ebpf, "GLOBAL_STATS")?,
+            ebpf,
+            attachment: None,
+        })
+    }
+
+    /// The program, e.g. for BPF_PROG_TEST_RUN.
+    pub fn program(&mut self) -> Result<&mut Xdp> {
+        program(&mut self.ebpf)
+    }
+
+    /// Attach to `iface`. Returns the mode actually used.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode> {
+        let prog = program(&mut self.ebpf)?;
+        let attachment = attach::attach(prog, iface, mode)?;
+        let used = attachment.mode;
+        self.attachment = Some(attachment);
+        Ok(used)
+    }
+
+    /// Detach from the interface (if attached). Dropping the Dataplane does the same.
+    pub fn detach(&mut self) -> Result<()> {
+        if let Some(a) = self.attachment.take() {
+            let prog = program(&mut self.ebpf)?;
+            prog.detach(a.link)
+                .with_context(|| format!("detaching from {}", a.iface))?;
+        }
+        Ok(())
+    }
+
+    pub fn set_config(&mut self, cfg: &DataplaneConfig) -> Result<()> {
+        self.config.set(0, cfg, 0).context("writing CONFIG")
+    }
+
+    pub fn set_backend(&mut self, id: u32, b: &Backend) -> Result<()> {
+        self.backends
+            .set(id, b, 0)
+            .with_context(|| format!("writing backend {id}"))
+    }
+
+    pub fn write_ring(&mut self, base: u32, ring: &[u32]) -> Result<()> {
+        for (i, id) in ring.iter().enumerate() {
+            self.rings
+                .set(base + i as u32, id, 0)
+                .with_context(|| format!("writing ring slot {}", base as usize + i))?;
+        }
+        Ok(())
+    }
+
+    pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()> {
+        self.vips.insert(key, meta, 0).context("writing VIP")
+    }
+
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
+        self.vips.remove(key).context("removing VIP")
+    }
+
+    /// The flow table's entry for a flow, if any.
+    pub fn flow(&self, key: &FlowKey) -> Option<FlowState> {
+        self.flows.get(key, 0).ok()
+    }
+
+    /// Outcome and flow-table counters summed over CPUs, indexed by `Stat`.
+    pub fn global_stats(&self) -> Result<[u64; STAT_COUNT as usize]> {
+        let mut out = [0u64; STAT_COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let per_cpu = self.global_stats.get(&(i as u32), 0)?;
+            *slot = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+
+    pub fn vip_stats(&self, vip_id: u32) -> Result<Counter> {
+        sum_counters(&self.vip_stats, vip_id)
+    }
+
+    pub fn backend_stats(&self, backend_id: u32) -> Result<Counter> {
+        sum_counters(&self.backend_stats, backend_id)
+    }
+}
+
+fn sum_counters(map: &PerCpuArray<MapData, Counter>, index: u32) -> Result<Counter> {
+    let per_cpu = map.get(&index, 0)?;
+    Ok(per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+        packets: acc.packets + c.packets,
+        bytes: acc.bytes + c.bytes,
+    }))
+}
+
+fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    ebpf.program_mut(LB_PROGRAM)
+        .ok_or_else(|| anyhow!("program {LB_PROGRAM} missing from the object"))?
+        .try_into()
+        .map_err(|e| anyhow!("{LB_PROGRAM} is not an XDP program: {e}"))
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the object"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}

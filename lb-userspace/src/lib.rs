@@ -1,0 +1,13 @@
+//! Sheave's userspace: the `sheaved` daemon and the `sheave` CLI share this library.
+//!
+//! A change flows config → [`state`] (desired state: VIPs, backend ids, ring regions) →
+//! [`reconcile`] (Maglev rings via [`maglev`], written into the maps of [`dataplane`]).
+//! [`simulate`] answers "which backend gets this flow" with the same hash and rings as the kernel.
+pub mod config;
+pub mod dataplane;
+pub mod maglev;
+pub mod netinfo;
+pub mod reconcile;
+pub mod simulate;
+pub mod state;
+pub mod wire;

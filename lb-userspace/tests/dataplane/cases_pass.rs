@@ -1,0 +1,259 @@
+//! What the program must not forward: non-VIP traffic and non-IP frames pass untouched, packets it
+//! cannot parse pass untouched (the kernel validates them), and VIP packets it cannot deliver are
+//! passed to the kernel or dropped, each with its counter.
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::ensure;
+use lb_common::stats::Stat;
+use libtest_mimic::Trial;
+
+use crate::{
+    lb::{Ingress, Lb, XDP_DROP, XDP_PASS, expect_pass_unchanged, same_bytes},
+    netns::{CLIENT_MAC, FX_MTU, LB_MAC},
+    packets::{self, Tcp as F},
+    trial,
+};
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn syn4() -> Vec<u8> {
+    packets::tcp(sa("198.18.0.10:40000"), sa("198.18.100.1:80"), F::Syn, b"")
+}
+
+fn syn6() -> Vec<u8> {
+    packets::tcp(
+        sa("[2001:db8::10]:40000"),
+        sa("[2001:db8:100::1]:80"),
+        F::Syn,
+        b"",
+    )
+}
+
+/// A trial that checks `input` passes unchanged and lands in counter `stat`.
+fn passes(fx0: u32, name: &str, stat: Stat, input: impl Fn() -> Vec<u8> + Send + 'static) -> Trial {
+    trial(&format!("pass/{name}"), move || {
+        let mut lb = Lb::new(fx0)?;
+        expect_pass_unchanged(&mut lb, &input())?;
+        ensure!(lb.stat(stat) == 1, "{stat:?} = {}", lb.stat(stat));
+        Ok(())
+    })
+}
+
+pub fn trials(fx0: u32) -> Vec<Trial> {
+    let mut v = vec![
+        passes(fx0, "ipv4-not-a-vip", Stat::PassNoVip, || {
+            packets::tcp(sa("198.18.0.10:40000"), sa("198.18.100.9:80"), F::Syn, b"")
+        }),
+        passes(fx0, "ipv4-vip-address-other-port", Stat::PassNoVip, || {
+            packets::tcp(sa("198.18.0.10:40000"), sa("198.18.100.1:81"), F::Syn, b"")
+        }),
+        passes(fx0, "ipv4-vip-port-other-protocol", Stat::PassNoVip, || {
+            packets::udp(sa("198.18.0.10:40000"), sa("198.18.100.1:80"), b"x")
+        }),
+        passes(fx0, "ipv6-not-a-vip", Stat::PassNoVip, || {
+            packets::tcp(
+                sa("[2001:db8::10]:1"),
+                sa("[2001:db8:100::9]:80"),
+                F::Syn,
+                b"",
+            )
+        }),
+        passes(fx0, "icmp-echo-to-vip", Stat::PassNoVip, || {
+            packets::icmp_echo(
+                "198.18.0.10".parse().unwrap(),
+                "198.18.100.1".parse().unwrap(),
+            )
+        }),
+        passes(fx0, "icmpv6-echo-to-vip", Stat::PassNoVip, || {
+            packets::icmp_echo(
+                "2001:db8::10".parse().unwrap(),
+                "2001:db8:100::1".parse().unwrap(),
+            )
+        }),
+        passes(fx0, "arp", Stat::PassNotIp, || {
+            let mut p = Vec::new();
+            p.extend_from_slice(&[0xFF; 6]);
+            p.extend_from_slice(&CLIENT_MAC);
+            p.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+            p.extend_from_slice(&CLIENT_MAC);
+            p.extend_from_slice(&[198, 18, 0, 10, 0, 0, 0, 0, 0, 0, 198, 18, 0, 2]);
+            p.resize(60, 0);
+            p
+        }),
+        passes(fx0, "lldp", Stat::PassNotIp, || {
+            let mut p = vec![0x01, 0x80, 0xC2, 0, 0, 0x0E];
+            p.extend_from_slice(&CLIENT_MAC);
+            p.extend_from_slice(&[0x88, 0xCC]);
+            p.resize(60, 0);
+            p
+        }),
+        passes(
+            fx0,
+            "vlan-tagged-frame-is-not-parsed-yet",
+            Stat::PassNotIp,
+            || {
+                let plain = syn4();
+                let mut p = plain[..12].to_vec();
+                p.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+                p.extend_from_slice(&plain[12..]);
+                p
+            },
+        ),
+        passes(fx0, "ethernet-header-only", Stat::PassUnparsed, || {
+            syn4()[..14].to_vec()
+        }),
+        passes(fx0, "truncated-ipv4-header", Stat::PassUnparsed, || {
+            syn4()[..24].to_vec()
+        }),
+        passes(fx0, "truncated-tcp-header", Stat::PassUnparsed, || {
+            // IP length claims the whole segment but only 10 bytes of TCP arrived.
+            syn4()[..44].to_vec()
+        }),
+        passes(
+            fx0,
+            "ipv4-total-length-beyond-packet",
+            Stat::PassUnparsed,
+            || {
+                let mut p = syn4();
+                p[16..18].copy_from_slice(&200u16.to_be_bytes());
+                packets::fix_ipv4_checksum(&mut p);
+                p
+            },
+        ),
+        passes(
+            fx0,
+            "ipv4-total-length-below-header",
+            Stat::PassUnparsed,
+            || {
+                let mut p = syn4();
+                p[16..18].copy_from_slice(&12u16.to_be_bytes());
+                packets::fix_ipv4_checksum(&mut p);
+                p
+            },
+        ),
+        passes(fx0, "ipv4-ihl-below-5", Stat::PassUnparsed, || {
+            let mut p = syn4();
+            p[14] = 0x44;
+            p
+        }),
+        passes(
+            fx0,
+            "ipv4-total-length-too-short-for-tcp",
+            Stat::PassUnparsed,
+            || {
+                // The IP length ends inside the TCP header (the rest is trailing junk).
+                let mut p = syn4();
+                p[16..18].copy_from_slice(&30u16.to_be_bytes());
+                packets::fix_ipv4_checksum(&mut p);
+                p
+            },
+        ),
+        passes(fx0, "ipv4-version-field-wrong", Stat::PassUnparsed, || {
+            let mut p = syn4();
+            p[14] = 0x65;
+            p
+        }),
+        passes(fx0, "truncated-ipv6-header", Stat::PassUnparsed, || {
+            syn6()[..40].to_vec()
+        }),
+        passes(
+            fx0,
+            "ipv6-payload-length-beyond-packet",
+            Stat::PassUnparsed,
+            || {
+                let mut p = syn6();
+                p[18..20].copy_from_slice(&300u16.to_be_bytes());
+                p
+            },
+        ),
+        passes(fx0, "ipv4-first-fragment", Stat::PassFragment, || {
+            let mut p = syn4();
+            p[20] |= 0x20; // more fragments
+            packets::fix_ipv4_checksum(&mut p);
+            p
+        }),
+        passes(fx0, "ipv4-later-fragment", Stat::PassFragment, || {
+            let mut p = syn4();
+            p[20..22].copy_from_slice(&185u16.to_be_bytes()); // offset 1480
+            packets::fix_ipv4_checksum(&mut p);
+            p
+        }),
+        passes(fx0, "ipv6-fragment", Stat::PassFragment, || {
+            // Insert a fragment header (next header TCP, offset 0, more fragments).
+            let plain = syn6();
+            let mut p = plain[..54].to_vec();
+            p[20] = 44;
+            p.extend_from_slice(&[6, 0, 0, 1, 0, 0, 0, 42]);
+            p.extend_from_slice(&plain[54..]);
+            let len = u16::from_be_bytes([p[18], p[19]]) + 8;
+            p[18..20].copy_from_slice(&len.to_be_bytes());
+            p
+        }),
+    ];
+
+    v.push(trial(
+        "deliver/no-neighbour-goes-to-kernel-encapsulated",
+        move || {
+            let mut lb = Lb::new(fx0)?;
+            let (c, vip) = (sa("198.18.0.10:40000"), sa("198.18.100.3:80"));
+            let input = packets::tcp(c, vip, F::Syn, b"");
+            let (action, out) = lb.run(&input, Ingress::Fx0)?;
+            ensure!(action == XDP_PASS, "action {action}");
+            // Encapsulated, MACs still the client's → the kernel forwards it and resolves the
+            // neighbour on the way.
+            let pick = lb.simulate(lb_userspace::config::Protocol::Tcp, c, vip)?;
+            let backend: IpAddr = "198.18.1.99".parse()?;
+            let want = packets::encapsulated(
+                &input,
+                CLIENT_MAC,
+                LB_MAC,
+                lb.outer_src(backend, pick.hash),
+                backend,
+                pick.hash,
+            );
+            same_bytes(&out, &want)?;
+            ensure!(lb.stat(Stat::PassNoNeigh) == 1);
+            Ok(())
+        },
+    ));
+    v.push(trial("deliver/no-route-drops", move || {
+        let mut lb = Lb::new(fx0)?;
+        let input = packets::tcp(sa("198.18.0.10:40000"), sa("198.18.100.4:80"), F::Syn, b"");
+        let (action, _) = lb.run(&input, Ingress::Fx0)?;
+        ensure!(action == XDP_DROP, "action {action}");
+        ensure!(lb.stat(Stat::DropNoRoute) == 1);
+        Ok(())
+    }));
+    v.push(trial(
+        "deliver/all-weights-zero-drops-new-flows",
+        move || {
+            let mut lb = Lb::new(fx0)?;
+            let input = packets::tcp(sa("198.18.0.10:40000"), sa("198.18.100.5:80"), F::Syn, b"");
+            let (action, _) = lb.run(&input, Ingress::Fx0)?;
+            ensure!(action == XDP_DROP, "action {action}");
+            ensure!(lb.stat(Stat::DropNoBackend) == 1);
+            Ok(())
+        },
+    ));
+    v.push(trial(
+        "deliver/too-big-after-encapsulation-drops",
+        move || {
+            let mut lb = Lb::new(fx0)?;
+            // Inner packet exactly the MTU: 20 more bytes of outer header do not fit.
+            let payload = vec![0x55u8; FX_MTU - 40];
+            let input = packets::tcp(
+                sa("198.18.0.10:40000"),
+                sa("198.18.100.1:80"),
+                F::Ack,
+                &payload,
+            );
+            let (action, _) = lb.run(&input, Ingress::Fx0)?;
+            ensure!(action == XDP_DROP, "action {action}");
+            ensure!(lb.stat(Stat::DropTooBig) == 1);
+            Ok(())
+        },
+    ));
+    v
+}

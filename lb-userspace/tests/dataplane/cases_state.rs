@@ -1,0 +1,163 @@
+//! Stateful sequences: the flow table keeps established flows on their backend when the ring
+//! changes, reschedules flows whose backend is gone, and the counters add up.
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::ensure;
+use lb_common::{backend::Backend, stats::Stat};
+use lb_userspace::config::Protocol::Tcp;
+use libtest_mimic::Trial;
+
+use crate::{
+    lb::{Ingress, Lb, expect_forward, expect_forward_to, expect_pass_unchanged},
+    packets::{self, Tcp as F},
+    trial,
+};
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn backend_id(lb: &Lb, addr: IpAddr) -> u32 {
+    lb.state.backends.iter().position(|b| *b == addr).unwrap() as u32
+}
+
+pub fn trials(fx0: u32) -> Vec<Trial> {
+    vec![
+        trial(
+            "flow/established-flow-sticks-when-ring-changes",
+            move || {
+                let mut lb = Lb::new(fx0)?;
+                let (c, vip) = (sa("198.18.0.10:42000"), sa("198.18.100.1:80"));
+                let first = lb.simulate(Tcp, c, vip)?;
+                expect_forward(
+                    &mut lb,
+                    Tcp,
+                    c,
+                    vip,
+                    &packets::tcp(c, vip, F::Syn, b""),
+                    Ingress::Fx0,
+                )?;
+                // Take the flow's backend out of the ring (weight 0): new flows avoid it...
+                let id = backend_id(&lb, first.backend);
+                for m in &mut lb.state.vips[0].members {
+                    if m.0 == id {
+                        m.1 = 0;
+                    }
+                }
+                lb.republish(0)?;
+                let now = lb.simulate(Tcp, c, vip)?;
+                ensure!(
+                    now.backend != first.backend,
+                    "ring did not change for this flow"
+                );
+                // ...but this established flow's next packet still reaches it.
+                let ack = packets::tcp(c, vip, F::Ack, b"more");
+                expect_forward_to(&mut lb, &ack, Ingress::Fx0, first.backend, first.hash)?;
+                ensure!(lb.stat(Stat::FlowHit) == 1 && lb.stat(Stat::FlowMiss) == 1);
+                // A new flow follows the new ring.
+                let c2 = sa("198.18.0.10:42001");
+                let b2 = expect_forward(
+                    &mut lb,
+                    Tcp,
+                    c2,
+                    vip,
+                    &packets::tcp(c2, vip, F::Syn, b""),
+                    Ingress::Fx0,
+                )?;
+                ensure!(b2 != first.backend, "new flow went to the weight-0 backend");
+                Ok(())
+            },
+        ),
+        trial("flow/removed-backend-flows-are-rescheduled", move || {
+            let mut lb = Lb::new(fx0)?;
+            let (c, vip) = (sa("198.18.0.10:42100"), sa("198.18.100.1:80"));
+            let first = lb.simulate(Tcp, c, vip)?;
+            expect_forward(
+                &mut lb,
+                Tcp,
+                c,
+                vip,
+                &packets::tcp(c, vip, F::Syn, b""),
+                Ingress::Fx0,
+            )?;
+            let id = backend_id(&lb, first.backend);
+            lb.state.vips[0].members.retain(|m| m.0 != id);
+            lb.republish(0)?;
+            lb.dp.set_backend(id, &Backend::default())?;
+            let ack = packets::tcp(c, vip, F::Ack, b"more");
+            let b = expect_forward(&mut lb, Tcp, c, vip, &ack, Ingress::Fx0)?;
+            ensure!(b != first.backend);
+            ensure!(
+                lb.stat(Stat::FlowStale) == 1,
+                "stale = {}",
+                lb.stat(Stat::FlowStale)
+            );
+            // The flow table now remembers the new backend.
+            let key = lb_userspace::wire::flow_key(Tcp, c, vip)?;
+            let st = lb.dp.flow(&key).expect("flow entry");
+            ensure!(st.backend_id == backend_id(&lb, b));
+            Ok(())
+        }),
+        trial(
+            "flow/syn-then-ack-same-backend-and-table-entry",
+            move || {
+                let mut lb = Lb::new(fx0)?;
+                let (c, vip) = (sa("[2001:db8::10]:42200"), sa("[2001:db8:100::1]:80"));
+                let b1 = expect_forward(
+                    &mut lb,
+                    Tcp,
+                    c,
+                    vip,
+                    &packets::tcp(c, vip, F::Syn, b""),
+                    Ingress::Lo,
+                )?;
+                let b2 = expect_forward(
+                    &mut lb,
+                    Tcp,
+                    c,
+                    vip,
+                    &packets::tcp(c, vip, F::Ack, b""),
+                    Ingress::Lo,
+                )?;
+                ensure!(b1 == b2);
+                let key = lb_userspace::wire::flow_key(Tcp, c, vip)?;
+                let st = lb.dp.flow(&key).expect("flow entry");
+                ensure!(st.backend_id == backend_id(&lb, b1));
+                ensure!(
+                    st.hash == lb.simulate(Tcp, c, vip)?.hash,
+                    "stored hash differs"
+                );
+                Ok(())
+            },
+        ),
+        trial("stats/vip-backend-and-outcome-counters", move || {
+            let mut lb = Lb::new(fx0)?;
+            let (c, vip) = (sa("198.18.0.10:42300"), sa("198.18.100.1:80"));
+            let pkts = [
+                packets::tcp(c, vip, F::Syn, b""),
+                packets::tcp(c, vip, F::Ack, b"hello"),
+                packets::tcp(c, vip, F::Fin, b""),
+            ];
+            let mut backend = None;
+            for p in &pkts {
+                backend = Some(expect_forward(&mut lb, Tcp, c, vip, p, Ingress::Fx0)?);
+            }
+            expect_pass_unchanged(
+                &mut lb,
+                &packets::tcp(c, sa("198.18.100.77:80"), F::Syn, b""),
+            )?;
+            let bytes: u64 = pkts.iter().map(|p| p.len() as u64).sum();
+            let v = lb.dp.vip_stats(0)?;
+            ensure!(
+                v.packets == 3 && v.bytes == bytes,
+                "vip {v:?}, want 3/{bytes}"
+            );
+            let b = lb.dp.backend_stats(backend_id(&lb, backend.unwrap()))?;
+            ensure!(b.packets == 3 && b.bytes == bytes, "backend {b:?}");
+            ensure!(lb.stat(Stat::Tx) == 3);
+            ensure!(lb.stat(Stat::FlowMiss) == 1 && lb.stat(Stat::FlowHit) == 2);
+            ensure!(lb.stat(Stat::PassNoVip) == 1);
+            Ok(())
+        }),
+    ]
+}

@@ -1,0 +1,277 @@
+//! The load balancer under test: the real program loaded with a fixture configuration through
+//! the daemon's own state and reconcile code, run with BPF_PROG_TEST_RUN.
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use aya::programs::{TestRun, TestRunOptions};
+use lb_common::{
+    addr::AddrWords,
+    config::{DataplaneConfig, outer_src_v4, outer_src_v6},
+    stats::Stat,
+};
+use lb_userspace::{
+    config::{Config, Protocol},
+    dataplane::{Dataplane, LoadOptions},
+    reconcile,
+    simulate::{Pick, Simulator},
+    state::{State, dataplane_config},
+    wire::{flow_key, words_ip},
+};
+
+use crate::netns::{LB_MAC, backend_mac};
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+pub const CONFIG: &str = r#"
+[dataplane]
+flow_table_size = 4096
+encap_source_v4 = "198.18.200.0/24"
+encap_source_v6 = "2001:db8:200::/120"
+
+[[vip]]
+address = "198.18.100.1"
+port = 80
+protocol = "tcp"
+ring_size = 1009
+backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }, { address = "198.18.1.13" }]
+
+[[vip]]
+address = "198.18.100.1"
+port = 53
+protocol = "udp"
+ring_size = 13
+backend = [{ address = "198.18.1.11" }]
+
+[[vip]]
+address = "2001:db8:100::1"
+port = 80
+protocol = "tcp"
+ring_size = 1009
+backend = [{ address = "2001:db8:1::11" }, { address = "2001:db8:1::12" }, { address = "2001:db8:1::13" }]
+
+[[vip]]
+address = "2001:db8:100::1"
+port = 53
+protocol = "udp"
+ring_size = 13
+backend = [{ address = "2001:db8:1::11" }]
+
+[[vip]]
+address = "198.18.100.2"
+port = 80
+protocol = "tcp"
+ring_size = 13
+backend = [{ address = "2001:db8:1::12" }]
+
+[[vip]]
+address = "2001:db8:100::2"
+port = 80
+protocol = "tcp"
+ring_size = 13
+backend = [{ address = "198.18.1.12" }]
+
+[[vip]]
+address = "198.18.100.3"
+port = 80
+protocol = "tcp"
+ring_size = 13
+backend = [{ address = "198.18.1.99" }]   # on-link, no neighbour entry
+
+[[vip]]
+address = "198.18.100.4"
+port = 80
+protocol = "tcp"
+ring_size = 13
+backend = [{ address = "198.19.99.1" }]   # no route
+
+[[vip]]
+address = "198.18.100.5"
+port = 80
+protocol = "tcp"
+ring_size = 13
+backend = [{ address = "198.18.1.13", weight = 0 }]
+"#;
+
+/// Which interface test_run pretends the packet arrived on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// Loopback (test_run's default): backends are behind another interface → XDP_REDIRECT.
+    Lo,
+    /// fx0, the backends' interface: one-armed LB → XDP_TX.
+    Fx0,
+}
+
+pub struct Lb {
+    pub dp: Dataplane,
+    pub state: State,
+    pub encap: DataplaneConfig,
+    fx0: u32,
+    /// Built from `state` on first use; building rings per query would dominate the tests.
+    sim: Option<Simulator>,
+}
+
+impl Lb {
+    pub fn new(fx0: u32) -> Result<Lb> {
+        Lb::with_config(fx0, CONFIG)
+    }
+
+    pub fn with_config(fx0: u32, text: &str) -> Result<Lb> {
+        let cfg = Config::parse(text)?;
+        let mut state = State::from_config(&cfg)?;
+        let mut dp = Dataplane::load(LoadOptions {
+            flow_table_size: state.flow_table_size,
+            ring_slots: state.ring_slots,
+        })?;
+        let encap = dataplane_config(cfg.dataplane.encap_source_v4, cfg.dataplane.encap_source_v6);
+        reconcile::apply(&mut dp, &mut state, &encap)?;
+        Ok(Lb {
+            dp,
+            state,
+            encap,
+            fx0,
+            sim: None,
+        })
+    }
+
+    /// Run one packet; returns the action and the packet as the program left it.
+    pub fn run(&mut self, input: &[u8], ingress: Ingress) -> Result<(u32, Vec<u8>)> {
+        let fx0 = self.fx0;
+        run_program(self.dp.program()?, input, ingress, fx0)
+    }
+
+    /// The ring's choice for a new flow, by the userspace simulator.
+    pub fn simulate(&mut self, proto: Protocol, src: SocketAddr, dst: SocketAddr) -> Result<Pick> {
+        let state = &self.state;
+        self.sim
+            .get_or_insert_with(|| Simulator::new(state))
+            .pick(&flow_key(proto, src, dst)?)
+            .context("the simulator found no backend")
+    }
+
+    /// Rebuild VIP `i`'s ring from the state's current members and publish it.
+    pub fn republish(&mut self, i: usize) -> Result<()> {
+        let ring = self.state.ring(&self.state.vips[i]);
+        reconcile::publish_ring(&mut self.dp, &mut self.state.vips[i], &ring)?;
+        self.sim = None;
+        Ok(())
+    }
+
+    pub fn outer_src(&self, backend: IpAddr, hash: u32) -> IpAddr {
+        let words: AddrWords = match backend {
+            IpAddr::V4(_) => [outer_src_v4(&self.encap, hash), 0, 0, 0],
+            IpAddr::V6(_) => outer_src_v6(&self.encap, hash),
+        };
+        words_ip(&words, if backend.is_ipv4() { 4 } else { 6 })
+    }
+
+    pub fn stat(&self, s: Stat) -> u64 {
+        self.dp.global_stats().unwrap()[s as usize]
+    }
+}
+
+pub fn run_program(
+    prog: &mut aya::programs::Xdp,
+    input: &[u8],
+    ingress: Ingress,
+    fx0: u32,
+) -> Result<(u32, Vec<u8>)> {
+    let mut out = vec![0u8; input.len() + 256];
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(input.len() as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&fx0.to_ne_bytes());
+    let opts = TestRunOptions {
+        data_in: Some(input),
+        data_out: Some(&mut out),
+        ctx_in: (ingress == Ingress::Fx0).then_some(&ctx[..]),
+        ..TestRunOptions::default()
+    };
+    let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN")?;
+    out.truncate(r.data_size_out as usize);
+    Ok((r.return_value, out))
+}
+
+/// The MAC of a fixture backend with a neighbour entry (x.x.x.11-13 / ::11-13).
+pub fn mac_of(backend: IpAddr) -> [u8; 6] {
+    let last = match backend {
+        IpAddr::V4(a) => a.octets()[3],
+        IpAddr::V6(a) => a.octets()[15],
+    };
+    backend_mac(last)
+}
+
+/// Assert that `input` is forwarded, encapsulated, to the backend the simulator picks.
+pub fn expect_forward(
+    lb: &mut Lb,
+    proto: Protocol,
+    src: SocketAddr,
+    dst: SocketAddr,
+    input: &[u8],
+    ingress: Ingress,
+) -> Result<IpAddr> {
+    let pick = lb.simulate(proto, src, dst)?;
+    expect_forward_to(lb, input, ingress, pick.backend, pick.hash)?;
+    Ok(pick.backend)
+}
+
+/// Assert that `input` is forwarded, encapsulated, to `backend` with outer fields from `hash`.
+pub fn expect_forward_to(
+    lb: &mut Lb,
+    input: &[u8],
+    ingress: Ingress,
+    backend: IpAddr,
+    hash: u32,
+) -> Result<()> {
+    let (action, out) = lb.run(input, ingress)?;
+    let want_action = if ingress == Ingress::Fx0 {
+        XDP_TX
+    } else {
+        XDP_REDIRECT
+    };
+    let want = crate::packets::encapsulated(
+        input,
+        LB_MAC,
+        mac_of(backend),
+        lb.outer_src(backend, hash),
+        backend,
+        hash,
+    );
+    ensure!(
+        action == want_action,
+        "action {action}, expected {want_action} (output {})",
+        hex(&out)
+    );
+    same_bytes(&out, &want)
+}
+
+/// Assert the program leaves `input` alone and passes it to the kernel.
+pub fn expect_pass_unchanged(lb: &mut Lb, input: &[u8]) -> Result<()> {
+    let (action, out) = lb.run(input, Ingress::Lo)?;
+    ensure!(action == XDP_PASS, "action {action}, expected XDP_PASS");
+    same_bytes(&out, input)
+}
+
+pub fn same_bytes(got: &[u8], want: &[u8]) -> Result<()> {
+    if got != want {
+        let at = got
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        bail!(
+            "output differs at byte {at} (got {} bytes, want {})\n got: {}\nwant: {}",
+            got.len(),
+            want.len(),
+            hex(got),
+            hex(want)
+        );
+    }
+    Ok(())
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,41 @@
+//! The XDP programs under BPF_PROG_TEST_RUN: packet fixtures (input → expected action and output
+//! bytes), stateful sequences, and hash parity between the kernel and the userspace simulator.
+//!
+//! Runs as its own harness so the process can enter a private network namespace before any test
+//! thread exists; every thread then shares it, and it disappears when the process exits.
+mod cases_decap;
+mod cases_forward;
+mod cases_pass;
+mod cases_state;
+mod lb;
+mod netns;
+mod packets;
+mod parity;
+
+use libtest_mimic::{Arguments, Trial};
+
+/// A trial whose body returns `anyhow::Result`.
+pub fn trial(name: &str, f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> Trial {
+    Trial::test(name, move || f().map_err(|e| format!("{e:#}").into()))
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let ns = match netns::enter() {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("cannot set up the test network namespace: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let fx0 = ns.fx0;
+    let mut trials = Vec::new();
+    trials.extend(cases_forward::trials(fx0));
+    trials.extend(cases_pass::trials(fx0));
+    trials.extend(cases_state::trials(fx0));
+    trials.extend(cases_decap::trials());
+    trials.extend(parity::trials(fx0));
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(ns);
+    conclusion.exit_code()
+}

@@ -1,0 +1,154 @@
+//! Packet builders for fixtures: client packets (etherparse) and the encapsulated packets we
+//! expect out of the program, built independently of the program's own code.
+use std::net::{IpAddr, SocketAddr};
+
+use etherparse::PacketBuilder;
+
+use crate::netns::{CLIENT_MAC, LB_MAC};
+
+pub const TTL: u8 = 64;
+
+#[derive(Clone, Copy)]
+pub enum Tcp {
+    Syn,
+    Ack,
+    Fin,
+    Rst,
+}
+
+/// A TCP packet from the client to the LB's MAC.
+pub fn tcp(src: SocketAddr, dst: SocketAddr, flags: Tcp, payload: &[u8]) -> Vec<u8> {
+    let b = ip_step(src.ip(), dst.ip());
+    let b = b.tcp(src.port(), dst.port(), 1000, 64240);
+    let b = match flags {
+        Tcp::Syn => b.syn(),
+        Tcp::Ack => b.ack(2000),
+        Tcp::Fin => b.fin().ack(2000),
+        Tcp::Rst => b.rst(),
+    };
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+/// A UDP packet from the client to the LB's MAC.
+pub fn udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    ip_step(src.ip(), dst.ip())
+        .udp(src.port(), dst.port())
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+/// An ICMP echo request.
+pub fn icmp_echo(src: IpAddr, dst: IpAddr) -> Vec<u8> {
+    let mut out = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC)
+            .ipv4(s.octets(), d.octets(), TTL)
+            .icmpv4_echo_request(7, 1)
+            .write(&mut out, b"ping")
+            .unwrap(),
+        (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC)
+            .ipv6(s.octets(), d.octets(), TTL)
+            .icmpv6_echo_request(7, 1)
+            .write(&mut out, b"ping")
+            .unwrap(),
+        _ => panic!("mixed families"),
+    }
+    out
+}
+
+fn ip_step(src: IpAddr, dst: IpAddr) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+    let eth = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), TTL),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), TTL),
+        _ => panic!("mixed families"),
+    }
+}
+
+/// What the LB should emit for `input` sent to `backend`: new Ethernet header, outer header from
+/// `outer_src`, then the input's IP packet (and any Ethernet padding after it) unchanged.
+pub fn encapsulated(
+    input: &[u8],
+    eth_src: [u8; 6],
+    eth_dst: [u8; 6],
+    outer_src: IpAddr,
+    backend: IpAddr,
+    hash: u32,
+) -> Vec<u8> {
+    let inner = &input[14..];
+    let inner_v4 = inner[0] >> 4 == 4;
+    let (inner_len, tos, df) = if inner_v4 {
+        let len = u16::from_be_bytes([inner[2], inner[3]]) as usize;
+        (len, inner[1], inner[6] & 0x40 != 0)
+    } else {
+        let len = 40 + u16::from_be_bytes([inner[4], inner[5]]) as usize;
+        let tc = ((u16::from_be_bytes([inner[0], inner[1]]) >> 4) & 0xFF) as u8;
+        (len, tc, true)
+    };
+    let proto = if inner_v4 { 4u8 } else { 41u8 };
+    let mut out = Vec::with_capacity(input.len() + 40);
+    out.extend_from_slice(&eth_dst);
+    out.extend_from_slice(&eth_src);
+    match (outer_src, backend) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            out.extend_from_slice(&0x0800u16.to_be_bytes());
+            let mut h = [0u8; 20];
+            h[0] = 0x45;
+            h[1] = tos;
+            h[2..4].copy_from_slice(&((inner_len + 20) as u16).to_be_bytes());
+            if df {
+                h[6] = 0x40;
+            }
+            h[8] = TTL;
+            h[9] = proto;
+            h[12..16].copy_from_slice(&s.octets());
+            h[16..20].copy_from_slice(&d.octets());
+            let ck = checksum(&h);
+            h[10..12].copy_from_slice(&ck.to_be_bytes());
+            out.extend_from_slice(&h);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            out.extend_from_slice(&0x86DDu16.to_be_bytes());
+            let first = (6u32 << 28) | ((tos as u32) << 20) | (hash & 0xF_FFFF);
+            out.extend_from_slice(&first.to_be_bytes());
+            out.extend_from_slice(&(inner_len as u16).to_be_bytes());
+            out.push(proto);
+            out.push(TTL);
+            out.extend_from_slice(&s.octets());
+            out.extend_from_slice(&d.octets());
+        }
+        _ => panic!("outer source and backend of different families"),
+    }
+    out.extend_from_slice(inner);
+    out
+}
+
+/// RFC 1071 checksum.
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for c in data.chunks(2) {
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from_be_bytes([c[0], 0])
+        };
+        sum += w as u32;
+    }
+    while sum > 0xFFFF {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Recompute the IPv4 header checksum of the packet's (first) IPv4 header at offset 14.
+pub fn fix_ipv4_checksum(pkt: &mut [u8]) {
+    let ihl = (pkt[14] & 0x0F) as usize * 4;
+    pkt[24] = 0;
+    pkt[25] = 0;
+    let ck = checksum(&pkt[14..14 + ihl]);
+    pkt[24..26].copy_from_slice(&ck.to_be_bytes());
+}

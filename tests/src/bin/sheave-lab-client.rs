@@ -1,0 +1,271 @@
+//! `sheave-lab-client`: opens N short HTTP/1.1 connections to a target and reports, as one JSON
+//! object on stdout, which backend answered each (the first line of the body) and what failed.
+//!
+//! ```text
+//! sheave-lab-client --target 198.18.100.1:80 [--count 300] [--concurrency 1]
+//!                   [--timeout-ms 2000] [--deadline-s 120] [--path /] [--host NAME]
+//! ```
+//!
+//! Each connection is bounded by `--timeout-ms` (connect, request and the whole response); the
+//! run by the smaller of `--deadline-s` and count x timeout. Failures are counted, not fatal:
+//! exit status 0 whatever the outcome, 2 on usage errors. The JSON is
+//! [`sheave_tests::lab::ClientReport`].
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use sheave_tests::lab::ClientReport;
+
+/// Largest response accepted; the lab server's are a few dozen bytes.
+const MAX_RESPONSE: usize = 64 * 1024;
+
+#[derive(Parser, Debug)]
+#[command(about = "Lab HTTP client that counts which backend answered")]
+struct Args {
+    /// `ip:port` or `[ipv6]:port`.
+    #[arg(long)]
+    target: SocketAddr,
+    /// Connections to make, one request each.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// Connections in flight at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    concurrency: u32,
+    /// Bound on each connection: connect, request and full response.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    timeout_ms: u64,
+    /// Bound on the whole run.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    deadline_s: u64,
+    /// Request path (origin form: starts with `/`, no spaces or control characters).
+    #[arg(long, default_value = "/", value_parser = parse_path)]
+    path: String,
+    /// Host header; defaults to the target.
+    #[arg(long)]
+    host: Option<String>,
+}
+
+fn parse_path(s: &str) -> Result<String, String> {
+    if s.starts_with('/') && !s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Ok(s.to_string())
+    } else {
+        Err("must start with '/' and contain no whitespace or control characters".into())
+    }
+}
+
+/// What every worker adds to.
+#[derive(Default)]
+struct Tally {
+    attempted: usize,
+    ok: usize,
+    by_backend: BTreeMap<String, usize>,
+    errors: BTreeMap<String, usize>,
+}
+
+fn main() {
+    let args = Args::parse();
+    if args
+        .host
+        .as_deref()
+        .is_some_and(|h| h.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        eprintln!("sheave-lab-client: --host must contain no whitespace or control characters");
+        std::process::exit(2);
+    }
+    let report = run(&args);
+    // serde_json cannot fail on this plain struct.
+    println!(
+        "{}",
+        serde_json::to_string(&report).expect("report serialises")
+    );
+}
+
+fn run(args: &Args) -> ClientReport {
+    let start = Instant::now();
+    let per_conn = Duration::from_millis(args.timeout_ms);
+    let overall = per_conn
+        .saturating_mul(u32::try_from(args.count).unwrap_or(u32::MAX))
+        .min(Duration::from_secs(args.deadline_s));
+    let deadline = start + overall;
+    let host = args.host.clone().unwrap_or_else(|| args.target.to_string());
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: sheave-lab-client\r\nConnection: close\r\n\r\n",
+        args.path
+    );
+    let next = AtomicUsize::new(0);
+    let tally = Mutex::new(Tally::default());
+    let workers = (args.concurrency as usize).min(args.count);
+    thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                // Stop taking work at the deadline; the remainder is reported as not attempted.
+                while Instant::now() < deadline && next.fetch_add(1, Ordering::Relaxed) < args.count
+                {
+                    let bound = (Instant::now() + per_conn).min(deadline);
+                    let outcome = one(args.target, request.as_bytes(), bound);
+                    let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+                    t.attempted += 1;
+                    match outcome {
+                        Ok(name) => {
+                            t.ok += 1;
+                            *t.by_backend.entry(name).or_default() += 1;
+                        }
+                        Err(kind) => *t.errors.entry(kind).or_default() += 1,
+                    }
+                }
+            });
+        }
+    });
+    let t = tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    ClientReport {
+        target: args.target.to_string(),
+        requested: args.count,
+        attempted: t.attempted,
+        ok: t.ok,
+        failed: t.attempted - t.ok,
+        not_attempted: args.count - t.attempted,
+        by_backend: t.by_backend,
+        errors: t.errors,
+        elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// One connection, all of it before `deadline`. Ok(backend name) or Err(error kind).
+fn one(target: SocketAddr, request: &[u8], deadline: Instant) -> Result<String, String> {
+    let left = || {
+        let d = deadline.saturating_duration_since(Instant::now());
+        // A zero timeout means "block forever" to the socket API; never pass one.
+        (!d.is_zero()).then_some(d)
+    };
+    let mut s = TcpStream::connect_timeout(&target, left().ok_or("connect_timeout")?)
+        .map_err(|e| kind("connect", &e))?;
+    let _ = s.set_nodelay(true);
+    s.set_write_timeout(Some(left().ok_or("write_timeout")?))
+        .map_err(|e| kind("write", &e))?;
+    s.write_all(request).map_err(|e| kind("write", &e))?;
+
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 4096];
+    loop {
+        s.set_read_timeout(Some(left().ok_or("read_timeout")?))
+            .map_err(|e| kind("read", &e))?;
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(kind("read", &e)),
+        }
+        if buf.len() > MAX_RESPONSE {
+            return Err("response_too_large".into());
+        }
+        // No need to wait for the server's FIN once the announced body is complete.
+        if let Some(Ok(_)) = parse(&buf, false) {
+            break;
+        }
+    }
+    match parse(&buf, true) {
+        Some(r) => r,
+        None => Err(if buf.is_empty() {
+            "empty_response"
+        } else {
+            "truncated_response"
+        }
+        .into()),
+    }
+}
+
+/// Parses a response. `None` if more bytes are needed; at EOF (`eof`) a close-delimited body
+/// is complete.
+fn parse(buf: &[u8], eof: bool) -> Option<Result<String, String>> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let body = &buf[end + 4..];
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()?
+        .split_whitespace()
+        .nth(1)
+        .map(str::parse::<u16>);
+    let Some(Ok(status)) = status else {
+        return Some(Err("bad_response".into()));
+    };
+    let length = lines.find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>())
+    });
+    let body = match length {
+        Some(Ok(n)) if body.len() >= n => &body[..n],
+        Some(Ok(_)) if eof => return Some(Err("truncated_body".into())),
+        Some(Ok(_)) => return None,
+        Some(Err(_)) => return Some(Err("bad_response".into())),
+        None if eof => body,
+        None => return None,
+    };
+    if status != 200 {
+        return Some(Err(format!("status_{status}")));
+    }
+    let name = String::from_utf8_lossy(body)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Some(if name.is_empty() {
+        Err("empty_body".into())
+    } else {
+        Ok(name)
+    })
+}
+
+/// An error kind for the report: `<phase>_<what>`, e.g. `connect_refused`, `read_reset`.
+fn kind(phase: &str, e: &io::Error) -> String {
+    use io::ErrorKind as K;
+    let what = match e.kind() {
+        K::ConnectionRefused => "refused",
+        K::TimedOut | K::WouldBlock => "timeout",
+        K::ConnectionReset => "reset",
+        K::ConnectionAborted => "aborted",
+        K::BrokenPipe => "broken_pipe",
+        K::HostUnreachable => "host_unreachable",
+        K::NetworkUnreachable => "network_unreachable",
+        K::AddrNotAvailable => "addr_not_available",
+        _ => return format!("{phase}_os_{}", e.raw_os_error().unwrap_or(0)),
+    };
+    format!("{phase}_{what}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> Option<Result<String, String>> {
+        Some(Ok(s.into()))
+    }
+
+    #[test]
+    fn parses_responses() {
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nb1\n";
+        assert_eq!(parse(r, false), ok("b1"));
+        let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nb";
+        assert_eq!(parse(partial, false), None);
+        assert_eq!(parse(partial, true), Some(Err("truncated_body".into())));
+        let close_delimited = b"HTTP/1.1 200 OK\r\n\r\nb2 0\nb2 1\n";
+        assert_eq!(parse(close_delimited, false), None);
+        assert_eq!(parse(close_delimited, true), ok("b2 0"));
+        let busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n\r\nbusy\n";
+        assert_eq!(parse(busy, false), Some(Err("status_503".into())));
+        assert_eq!(
+            parse(b"junk\r\n\r\n", true),
+            Some(Err("bad_response".into()))
+        );
+        assert_eq!(parse(b"HTTP/1.1 200 OK\r\n", true), None);
+    }
+}

@@ -1,0 +1,3 @@
+//! Sheave's lab: real hosts as network namespaces joined by a bridge, used by the end-to-end tests
+//! in `tests/` and by `cargo xtask demo`.
+pub mod lab;
