@@ -289,3 +289,81 @@ pub fn is_prime(n: u32) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [dataplane]
+        encap_source_v4 = "198.18.200.0/24"
+        [[vip]]
+        address = "198.18.100.1"
+        port = 80
+        protocol = "tcp"
+        [[vip.backend]]
+        address = "198.18.0.21"
+        [[vip.backend]]
+        address = "198.18.0.22"
+        weight = 50
+    "#;
+
+    fn err(text: &str) -> String {
+        format!("{:#}", Config::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.vips[0].ring_size, DEFAULT_RING_SIZE);
+        assert_eq!(c.vips[0].backends[0].weight, DEFAULT_WEIGHT);
+        assert_eq!(c.vips[0].backends[1].weight, 50);
+        assert_eq!(c.dataplane.flow_table_size, DEFAULT_FLOWS);
+        assert_eq!(c.dataplane.encap_source_v4.unwrap().len, 24);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err(&GOOD.replace("port = 80", "port = 80\nprot = 1"));
+        assert!(e.contains("unknown field `prot`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = err(&GOOD.replace("port = 80", "port = \"eighty\""));
+        assert!(e.contains("port") && e.contains("invalid type"), "{e}");
+        let e = err(&GOOD.replace("weight = 50", "weight = 70000"));
+        assert!(e.contains("weight"), "{e}");
+    }
+
+    #[test]
+    fn bad_addresses_are_named() {
+        let e = err(&GOOD.replace("\"198.18.100.1\"", "\"198.18.100.300\""));
+        assert!(e.contains("198.18.100.300") && e.contains("vip"), "{e}");
+        let e = err(&GOOD.replace("\"198.18.0.22\"", "\"backend-two\""));
+        assert!(e.contains("backend #2") && e.contains("backend-two"), "{e}");
+        let e = err(&GOOD.replace("198.18.200.0/24", "198.18.200.1/24"));
+        assert!(e.contains("host bits"), "{e}");
+    }
+
+    #[test]
+    fn vip_without_backend_is_refused() {
+        let text = r#"
+            [[vip]]
+            address = "198.18.100.1"
+            port = 80
+            protocol = "tcp"
+        "#;
+        assert!(err(text).contains("has no backend"), "{}", err(text));
+    }
+
+    #[test]
+    fn other_mistakes_are_refused() {
+        assert!(err(&GOOD.replace("\"tcp\"", "\"sctp\"")).contains("unknown variant"));
+        assert!(err(&GOOD.replace("port = 80", "port = 80\nring_size = 65536")).contains("prime"));
+        assert!(err(&GOOD.replace("198.18.0.22", "198.18.0.21")).contains("listed twice"));
+        let dup = format!("{GOOD}\n{}", &GOOD[GOOD.find("[[vip]]").unwrap()..]);
+        assert!(err(&dup).contains("defined twice"), "{}", err(&dup));
+        assert!(err("").contains("no [[vip]]"));
+    }
+}

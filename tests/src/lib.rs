@@ -1,3 +1,4 @@
 //! Sheave's lab: real hosts as network namespaces joined by a bridge, used by the end-to-end tests
 //! in `tests/` and by `cargo xtask demo`.
+pub mod deploy;
 pub mod lab;

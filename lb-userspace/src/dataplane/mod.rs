@@ -3,6 +3,7 @@
 pub mod attach;
 pub mod decap;
 pub mod objects;
+pub mod pinned;
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{

@@ -49,6 +49,10 @@ struct Args {
     /// Host header; defaults to the target.
     #[arg(long)]
     host: Option<String>,
+    /// Bind connection i to local port BASE+i instead of an ephemeral port, so the same run
+    /// produces the same 5-tuples every time (hash-based load balancing becomes reproducible).
+    #[arg(long, value_name = "BASE")]
+    source_port_base: Option<u16>,
 }
 
 fn parse_path(s: &str) -> Result<String, String> {
@@ -105,10 +109,14 @@ fn run(args: &Args) -> ClientReport {
         for _ in 0..workers {
             s.spawn(|| {
                 // Stop taking work at the deadline; the remainder is reported as not attempted.
-                while Instant::now() < deadline && next.fetch_add(1, Ordering::Relaxed) < args.count
-                {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if Instant::now() >= deadline || i >= args.count {
+                        break;
+                    }
                     let bound = (Instant::now() + per_conn).min(deadline);
-                    let outcome = one(args.target, request.as_bytes(), bound);
+                    let sport = args.source_port_base.map(|b| b.wrapping_add(i as u16));
+                    let outcome = one(args.target, sport, request.as_bytes(), bound);
                     let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
                     t.attempted += 1;
                     match outcome {
@@ -137,13 +145,18 @@ fn run(args: &Args) -> ClientReport {
 }
 
 /// One connection, all of it before `deadline`. Ok(backend name) or Err(error kind).
-fn one(target: SocketAddr, request: &[u8], deadline: Instant) -> Result<String, String> {
+fn one(
+    target: SocketAddr,
+    sport: Option<u16>,
+    request: &[u8],
+    deadline: Instant,
+) -> Result<String, String> {
     let left = || {
         let d = deadline.saturating_duration_since(Instant::now());
         // A zero timeout means "block forever" to the socket API; never pass one.
         (!d.is_zero()).then_some(d)
     };
-    let mut s = TcpStream::connect_timeout(&target, left().ok_or("connect_timeout")?)
+    let mut s = connect(target, sport, left().ok_or("connect_timeout")?)
         .map_err(|e| kind("connect", &e))?;
     let _ = s.set_nodelay(true);
     s.set_write_timeout(Some(left().ok_or("write_timeout")?))
@@ -223,6 +236,28 @@ fn parse(buf: &[u8], eof: bool) -> Option<Result<String, String>> {
     } else {
         Ok(name)
     })
+}
+
+/// Connect, from local port `sport` if given (SO_REUSEADDR so a port in TIME_WAIT from an
+/// earlier run can be reused).
+fn connect(target: SocketAddr, sport: Option<u16>, timeout: Duration) -> io::Result<TcpStream> {
+    let Some(port) = sport else {
+        return TcpStream::connect_timeout(&target, timeout);
+    };
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    let local: SocketAddr = if target.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, port).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, port).into()
+    };
+    sock.bind(&local.into())?;
+    sock.connect_timeout(&target.into(), timeout)?;
+    Ok(sock.into())
 }
 
 /// An error kind for the report: `<phase>_<what>`, e.g. `connect_refused`, `read_reset`.

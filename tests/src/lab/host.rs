@@ -174,7 +174,7 @@ impl Host {
     /// Runs `sheave-lab-client` here against `target` (`ip:port` or `[ip6]:port`).
     pub fn run_client_with(&self, target: &str, opts: &ClientOpts) -> Result<ClientReport> {
         let bin = bin_path("sheave-lab-client")?;
-        let args = [
+        let mut args = vec![
             "--target".to_string(),
             target.to_string(),
             "--count".into(),
@@ -188,6 +188,9 @@ impl Host {
             "--path".into(),
             opts.path.clone(),
         ];
+        if let Some(base) = opts.source_port_base {
+            args.extend(["--source-port-base".into(), base.to_string()]);
+        }
         // The client enforces its own deadline; this outer bound only catches a wedged binary.
         let bound = opts.deadline + Duration::from_secs(15);
         let out = self.run_timeout(&bin, &args, bound)?;
@@ -214,6 +217,8 @@ pub struct ClientOpts {
     /// Bound on the whole run (whole seconds, at least 1).
     pub deadline: Duration,
     pub path: String,
+    /// Fixed local ports BASE.. instead of ephemeral ones (reproducible 5-tuples).
+    pub source_port_base: Option<u16>,
 }
 
 impl Default for ClientOpts {
@@ -224,6 +229,7 @@ impl Default for ClientOpts {
             timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(120),
             path: "/".into(),
+            source_port_base: None,
         }
     }
 }

@@ -1,0 +1,246 @@
+//! Sheave deployed into a [`Lab`]: `sheaved` on the lb host with a config for both VIPs over all
+//! backends, the decap program and an HTTP server on every backend. Used by the end-to-end tests
+//! and by `cargo xtask demo`, so both exercise the same deployment.
+use std::{
+    fmt::Write as _,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::lab::{Host, Lab, Process, VIP_PORT, VIP4, VIP6, bin_path};
+
+/// Outer-source prefixes used in the lab (host bits vary per flow).
+pub const ENCAP_SOURCE_V4: &str = "198.18.200.0/24";
+pub const ENCAP_SOURCE_V6: &str = "2001:db8:200::/120";
+
+/// How long `sheaved` may take to load, fill its maps and attach.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The TOML configuration for `sheaved` in `lab`: a TCP VIP per family on port 80 over every
+/// backend, IPv4 VIP → IPv4 backends, IPv6 VIP → IPv6 backends.
+pub fn lb_config(lab: &Lab) -> String {
+    let mut s = format!(
+        "[dataplane]\nencap_source_v4 = \"{ENCAP_SOURCE_V4}\"\n\
+         encap_source_v6 = \"{ENCAP_SOURCE_V6}\"\n"
+    );
+    for v6 in [false, true] {
+        let vip = if v6 {
+            VIP6.to_string()
+        } else {
+            VIP4.to_string()
+        };
+        let _ = write!(
+            s,
+            "\n[[vip]]\naddress = \"{vip}\"\nport = {VIP_PORT}\nprotocol = \"tcp\"\n"
+        );
+        for b in lab.backends() {
+            let _ = write!(s, "[[vip.backend]]\naddress = \"{}\"\n", b.addr(v6));
+        }
+    }
+    s
+}
+
+/// A running deployment. Dropping it stops `sheaved` and detaches every decap program; call
+/// [`Deployment::stop`] to see errors.
+pub struct Deployment {
+    /// (netns, port, pin dir) of the pass-through program on the switch side of the lb's veth.
+    peer_pass: Option<(String, String, PathBuf)>,
+    pub sheaved: Process,
+    pub servers: Vec<Process>,
+    /// (backend, pin dir) of every attached decap program.
+    decaps: Vec<(Host, PathBuf)>,
+}
+
+impl Deployment {
+    /// Start everything and wait until `sheaved` says it is ready and every server listens.
+    pub fn start(lab: &Lab) -> Result<Deployment> {
+        sweep_stale_pins();
+        let config = lab.dir().join("sheave.toml");
+        std::fs::write(&config, lb_config(lab))?;
+        // veth hands the lb's XDP_TX frames only to a peer running an XDP program.
+        let pass_dir = pin_root().join(format!("{}-sw-pass", lab.prefix()));
+        let port = format!("p-{}", lab.lb().name);
+        let pins = pass_dir.to_string_lossy().into_owned();
+        sheave_in(
+            lab.switch_netns(),
+            &["xdp-pass", "attach", "--iface", &port, "--pin-dir", &pins],
+        )?;
+        let mut d = Deployment {
+            peer_pass: Some((lab.switch_netns().to_string(), port, pass_dir)),
+            sheaved: start_sheaved(lab.lb(), &config)?,
+            servers: Vec::new(),
+            decaps: Vec::new(),
+        };
+        for b in lab.backends() {
+            let dir = decap_pin_dir(lab, b);
+            let (v4, v6, pins) = (VIP4.to_string(), VIP6.to_string(), dir.to_string_lossy());
+            sheave(
+                b,
+                &[
+                    "decap",
+                    "attach",
+                    "--iface",
+                    &b.iface,
+                    "--pin-dir",
+                    &pins,
+                    "--vip",
+                    &v4,
+                    "--vip",
+                    &v6,
+                ],
+            )?;
+            d.decaps.push((b.clone(), dir));
+            let server = b.spawn(
+                bin_path("sheave-lab-http")?,
+                ["--name", b.name.as_str(), "--listen", "[::]:80"],
+            )?;
+            d.servers.push(server);
+        }
+        for b in lab.backends() {
+            b.wait_for_tcp(b.socket(false, VIP_PORT), Duration::from_secs(10))?;
+        }
+        Ok(d)
+    }
+
+    /// Detach the decap programs and stop `sheaved` (SIGTERM: it detaches its program).
+    pub fn stop(mut self) -> Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<()> {
+        let mut first_err = None;
+        for (host, dir) in self.decaps.drain(..) {
+            let pins = dir.to_string_lossy();
+            if let Err(e) = sheave(
+                &host,
+                &[
+                    "decap",
+                    "detach",
+                    "--iface",
+                    &host.iface,
+                    "--pin-dir",
+                    &pins,
+                ],
+            ) {
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Some((netns, port, dir)) = self.peer_pass.take() {
+            let pins = dir.to_string_lossy().into_owned();
+            let args = ["xdp-pass", "detach", "--iface", &port, "--pin-dir", &pins];
+            if let Err(e) = sheave_in(&netns, &args) {
+                first_err.get_or_insert(e);
+            }
+        }
+        if self.sheaved.is_running() {
+            self.sheaved.signal(libc::SIGTERM)?;
+            match self.sheaved.wait_timeout(Duration::from_secs(10)) {
+                Some(st) if st.success() => {}
+                Some(st) => {
+                    first_err.get_or_insert(anyhow::anyhow!(
+                        "sheaved exited with {st}:\n{}",
+                        self.sheaved.log()
+                    ));
+                }
+                None => {
+                    first_err.get_or_insert(anyhow::anyhow!("sheaved ignored SIGTERM"));
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_inner() {
+            eprintln!("cleaning up the Sheave deployment: {e:#}");
+        }
+    }
+}
+
+/// Start `sheaved` on `host` and wait for its "ready:" log line.
+pub fn start_sheaved(host: &Host, config: &std::path::Path) -> Result<Process> {
+    let mut p = host.spawn(
+        bin_path("sheaved")?,
+        [
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--iface".as_ref(),
+            host.iface.as_ref(),
+            "--xdp-mode".as_ref(),
+            "native".as_ref(),
+        ],
+    )?;
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if p.log().contains("ready:") {
+            return Ok(p);
+        }
+        if let Some(st) = p.try_status() {
+            bail!("sheaved exited ({st}) before it was ready:\n{}", p.log());
+        }
+        if Instant::now() > deadline {
+            bail!("sheaved not ready after {READY_TIMEOUT:?}:\n{}", p.log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Where the lab's pins go; one directory per lab and host (`<prefix>-<host>...`), since labs
+/// can run side by side.
+fn pin_root() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/sheave-lab")
+}
+
+/// Where a backend's decap pins go.
+pub fn decap_pin_dir(lab: &Lab, backend: &Host) -> PathBuf {
+    pin_root().join(format!("{}-{}", lab.prefix(), backend.name))
+}
+
+/// Remove pins of labs whose namespaces are gone (a run that was killed): their programs died
+/// with the interfaces, only the pin files remain.
+fn sweep_stale_pins() {
+    let Ok(entries) = std::fs::read_dir(pin_root()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((prefix, _)) = name.split_once('-') else {
+            continue;
+        };
+        if !crate::lab::netns_exists(&format!("{prefix}-sw")) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(pin_root());
+}
+
+/// Run the `sheave` CLI inside network namespace `netns` (for namespaces that are not a Host).
+fn sheave_in(netns: &str, args: &[&str]) -> Result<()> {
+    let bin = bin_path("sheave")?;
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
+        .arg("--")
+        .arg(&bin)
+        .args(args)
+        .output()
+        .context("running nsenter")?;
+    if !out.status.success() {
+        bail!(
+            "sheave {} in {netns}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Run the `sheave` CLI with `args` on `host`.
+pub fn sheave(host: &Host, args: &[&str]) -> Result<String> {
+    let bin = bin_path("sheave")?;
+    host.run(&bin.to_string_lossy(), args)
+        .with_context(|| format!("sheave {} on {}", args.join(" "), host.name))
+}
