@@ -3,7 +3,7 @@
 //!
 //! This replaces the `ipip`/`ip6_tunnel` modules on backends that lack them, and costs less: the
 //! kernel never builds a tunnel skb.
-use aya_ebpf::{bindings::xdp_md, helpers::bpf_xdp_adjust_head, programs::XdpContext};
+use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use lb_common::{
     addr::{FAMILY_V4, FAMILY_V6},
     decap::DecapKey,
@@ -79,7 +79,7 @@ pub fn decapsulate(ctx: &XdpContext, is_vip: impl Fn(&DecapKey) -> bool) -> Deca
     if !is_vip(&key) {
         return DecapStat::Pass;
     }
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx as *mut xdp_md, outer_len as i32) } != 0 {
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, outer_len as i32) } != 0 {
         return DecapStat::DropMalformed;
     }
     let Some(new_eth) = ptr_at::<EthHdr>(ctx, 0) else {

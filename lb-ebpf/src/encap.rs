@@ -3,7 +3,7 @@
 //!
 //! The inner family follows the VIP and the outer family the backend, so all four combinations
 //! (IPIP, IP6IP6, and the mixed 4-in-6 / 6-in-4) come out of the same code.
-use aya_ebpf::{bindings::xdp_md, helpers::bpf_xdp_adjust_head, programs::XdpContext};
+use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use lb_common::{
     addr::{AddrWords, FAMILY_V4},
     backend::Backend,
@@ -52,7 +52,7 @@ pub fn encapsulate(
     // The old Ethernet header overlaps where the outer header goes: copy it out first.
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Stat::DropEncap)?;
     let old_eth = unsafe { *eth };
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx as *mut xdp_md, -(outer_len as i32)) } != 0 {
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(outer_len as i32)) } != 0 {
         return Err(Stat::DropEncap);
     }
 

@@ -13,3 +13,17 @@ pub mod headers;
 pub mod packet;
 pub mod parse;
 pub mod transmit;
+
+/// Programs must never panic (the verifier rejects the loop below if a panic is reachable), but
+/// `no_std` binaries need a handler; every program binary links this one.
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// GPL-compatible license: required for the helpers the programs call (FIB lookup, redirect).
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -141,26 +141,19 @@ pub fn dataplane_config(v4: Option<Prefix>, v6: Option<Prefix>) -> DataplaneConf
     let mut cfg = DataplaneConfig::default();
     if let Some(p) = v4 {
         cfg.src_v4 = ip_words(p.addr)[0];
-        let host_bits = 32 - p.len as u32;
-        let mask = if host_bits == 0 {
-            0
-        } else {
-            u32::MAX >> (32 - host_bits)
-        };
-        cfg.src_v4_hostmask = mask.to_be();
+        cfg.src_v4_hostmask = low_bits(32 - p.len as u32).to_be();
     }
     if let Some(p) = v6 {
         cfg.src_v6 = ip_words(p.addr);
         // Only the last 32 bits vary: plenty of entropy, and the rest of the prefix stays intact.
-        let host_bits = (128 - p.len as u32).min(32);
-        let mask = if host_bits == 0 {
-            0
-        } else {
-            u32::MAX >> (32 - host_bits)
-        };
-        cfg.src_v6_hostmask = mask.to_be();
+        cfg.src_v6_hostmask = low_bits((128 - p.len as u32).min(32)).to_be();
     }
     cfg
+}
+
+/// A u32 with its `n` (0..=32) lowest bits set.
+fn low_bits(n: u32) -> u32 {
+    if n == 0 { 0 } else { u32::MAX >> (32 - n) }
 }
 
 #[cfg(test)]
