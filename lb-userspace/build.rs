@@ -6,6 +6,8 @@ fn main() -> anyhow::Result<()> {
     // The toolchain that can build `core` for BPF: rustup's nightly by default, or the Debian
     // rustc that `cargo xtask setup` links when nightly has no rust-src.
     println!("cargo:rerun-if-env-changed=SHEAVE_BPF_TOOLCHAIN");
+    // aya-build decides on `-Z build-std` from it (set by setup for the Debian toolchain).
+    println!("cargo:rerun-if-env-changed=RUSTC_BOOTSTRAP");
     let toolchain = std::env::var("SHEAVE_BPF_TOOLCHAIN").unwrap_or_else(|_| "nightly".into());
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../lb-ebpf");
     aya_build::build_ebpf(

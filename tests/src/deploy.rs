@@ -47,13 +47,19 @@ pub fn lb_config(lab: &Lab) -> String {
 pub struct Deployment {
     /// (netns, port, pin dir) of the pass-through program on the switch side of the lb's veth.
     peer_pass: Option<(String, String, PathBuf)>,
-    pub sheaved: Process,
+    /// `None` only while starting.
+    sheaved: Option<Process>,
     pub servers: Vec<Process>,
     /// (backend, pin dir) of every attached decap program.
     decaps: Vec<(Host, PathBuf)>,
 }
 
 impl Deployment {
+    /// The `sheaved` process.
+    pub fn sheaved(&self) -> &Process {
+        self.sheaved.as_ref().expect("started")
+    }
+
     /// Start everything and wait until `sheaved` says it is ready and every server listens.
     pub fn start(lab: &Lab) -> Result<Deployment> {
         sweep_stale_pins();
@@ -69,10 +75,12 @@ impl Deployment {
         )?;
         let mut d = Deployment {
             peer_pass: Some((lab.switch_netns().to_string(), port, pass_dir)),
-            sheaved: start_sheaved(lab.lb(), &config)?,
+            sheaved: None,
             servers: Vec::new(),
             decaps: Vec::new(),
         };
+        // From here on, an error drops `d`, which undoes whatever was set up.
+        d.sheaved = Some(start_sheaved(lab.lb(), &config)?);
         for b in lab.backends() {
             let dir = decap_pin_dir(lab, b);
             let (v4, v6, pins) = (VIP4.to_string(), VIP6.to_string(), dir.to_string_lossy());
@@ -134,14 +142,16 @@ impl Deployment {
                 first_err.get_or_insert(e);
             }
         }
-        if self.sheaved.is_running() {
-            self.sheaved.signal(libc::SIGTERM)?;
-            match self.sheaved.wait_timeout(Duration::from_secs(10)) {
+        if let Some(sheaved) = self.sheaved.as_mut()
+            && sheaved.is_running()
+        {
+            sheaved.signal(libc::SIGTERM)?;
+            match sheaved.wait_timeout(Duration::from_secs(10)) {
                 Some(st) if st.success() => {}
                 Some(st) => {
                     first_err.get_or_insert(anyhow::anyhow!(
                         "sheaved exited with {st}:\n{}",
-                        self.sheaved.log()
+                        sheaved.log()
                     ));
                 }
                 None => {
