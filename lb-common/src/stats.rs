@@ -6,6 +6,8 @@
 pub struct Counter {
     pub packets: u64,
     pub bytes: u64,
+    /// Flows scheduled on the ring (flow-table misses, including rescheduled stale flows).
+    pub new_flows: u64,
 }
 
 /// Indices of `GLOBAL_STATS`: what happened to each packet (exactly one outcome per packet) and

@@ -4,6 +4,7 @@
 //! ```toml
 //! [dataplane]                        # optional
 //! flow_table_size = 1048576          # LRU entries
+//! ring_slots = 4194368               # ring table capacity for all VIPs (2 rings each)
 //! encap_source_v4 = "198.18.200.0/24" # outer IPv4 sources; host bits vary per flow
 //! encap_source_v6 = "2001:db8:200::/96"
 //!
@@ -19,8 +20,10 @@
 use std::{collections::HashSet, fmt, net::IpAddr, path::Path};
 
 use anyhow::{Context as _, Result, bail, ensure};
-use lb_common::limits::{DEFAULT_FLOWS, DEFAULT_RING_SIZE, MAX_BACKENDS, MAX_VIPS};
-use serde::Deserialize;
+use lb_common::limits::{
+    DEFAULT_FLOWS, DEFAULT_RING_SIZE, DEFAULT_RING_SLOTS, MAX_BACKENDS, MAX_VIPS,
+};
+use serde::{Deserialize, Serialize};
 
 use crate::wire::Prefix;
 
@@ -28,7 +31,7 @@ use crate::wire::Prefix;
 pub const MAX_RING_SIZE: u32 = 1_048_573;
 pub const DEFAULT_WEIGHT: u16 = 100;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -74,6 +77,8 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataplaneOptions {
     pub flow_table_size: u32,
+    /// Capacity of the ring table shared by all VIPs (each VIP takes two rings).
+    pub ring_slots: u32,
     /// Outer-source prefixes; `None` means "the interface's own address".
     pub encap_source_v4: Option<Prefix>,
     pub encap_source_v6: Option<Prefix>,
@@ -89,6 +94,10 @@ pub struct Vip {
 }
 
 impl Vip {
+    pub fn key(&self) -> lb_common::vip::VipKey {
+        crate::wire::vip_key(self.address, self.port, self.protocol)
+    }
+
     /// How operators and logs name a VIP: `tcp 198.18.100.1:80`, `udp [2001:db8::1]:53`.
     pub fn name(&self) -> String {
         format!(
@@ -119,6 +128,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileDataplane {
     flow_table_size: Option<u32>,
+    ring_slots: Option<u32>,
     encap_source_v4: Option<String>,
     encap_source_v6: Option<String>,
 }
@@ -157,6 +167,7 @@ impl Config {
         let file: FileConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let dataplane = DataplaneOptions {
             flow_table_size: file.dataplane.flow_table_size.unwrap_or(DEFAULT_FLOWS),
+            ring_slots: file.dataplane.ring_slots.unwrap_or(DEFAULT_RING_SLOTS),
             encap_source_v4: parse_prefix(file.dataplane.encap_source_v4, "encap_source_v4", 4)?,
             encap_source_v6: parse_prefix(file.dataplane.encap_source_v6, "encap_source_v6", 6)?,
         };

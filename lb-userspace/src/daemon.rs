@@ -1,63 +1,160 @@
-//! `sheaved`'s life cycle: validate the configuration, load the program and fill its maps, attach,
-//! serve until told to stop, detach.
+//! `sheaved`'s life cycle: validate the configuration (or restore the saved state), load the
+//! program and fill its maps, attach, serve the API and metrics until told to stop, detach.
 //!
 //! Maps are filled before the program is attached, so the first packet already sees every VIP.
-use std::{net::IpAddr, path::PathBuf};
+use std::{
+    net::{IpAddr, SocketAddr},
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result, bail};
+use lb_common::config::DataplaneConfig;
 use log::{info, warn};
 
 use crate::{
+    api::server::{api_router, metrics_router},
     config::Config,
+    control::{self, Control, DaemonInfo, Sampler},
     dataplane::{AttachMode, Dataplane, LoadOptions},
-    netinfo, reconcile,
+    metrics::ApiMetrics,
+    netinfo,
+    persist::Store,
+    reconcile,
     state::{State, dataplane_config},
     wire::Prefix,
 };
+
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/sheave/state.json";
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9917";
 
 pub struct Options {
     pub config: PathBuf,
     pub iface: String,
     pub xdp_mode: AttachMode,
+    /// The API's unix socket.
+    pub socket: PathBuf,
+    /// Where `/metrics` listens; `None` disables it.
+    pub metrics_address: Option<SocketAddr>,
+    /// Where API changes are persisted.
+    pub state_file: PathBuf,
+    /// How often counters are sampled for rates.
+    pub stats_interval: Duration,
 }
 
-/// Everything before serving: on error nothing is left attached.
-pub fn start(opts: &Options) -> Result<(Dataplane, State)> {
-    let cfg = Config::load(&opts.config)?;
-    let mut state = State::from_config(&cfg)?;
-    let (v4, v6) = encap_sources(&cfg, &state, &opts.iface)?;
+/// Everything before serving. On error nothing is left attached.
+pub fn start(opts: &Options, api_metrics: Arc<ApiMetrics>) -> Result<Control> {
+    let started = Instant::now();
+    let text = std::fs::read_to_string(&opts.config)
+        .with_context(|| format!("cannot read config file {}", opts.config.display()))?;
+    let cfg = Config::parse(&text)
+        .with_context(|| format!("invalid config file {}", opts.config.display()))?;
+    let store = Store::new(opts.state_file.clone(), &text);
+    let restored = store
+        .load(&cfg.dataplane, cfg.dataplane.ring_slots)
+        .unwrap_or_else(|e| {
+            warn!("ignoring the saved state: {e:#}");
+            None
+        });
+    let mut state = match restored {
+        Some(s) => {
+            info!("restored the state saved in {}", store.path().display());
+            s
+        }
+        None => State::from_config(&cfg, cfg.dataplane.ring_slots)?,
+    };
+    let encap = resolve_encap(&state, &opts.iface)?;
     check_forwarding(&state, &opts.iface)?;
 
     let mut dp = Dataplane::load(LoadOptions {
-        flow_table_size: state.flow_table_size,
-        ring_slots: state.ring_slots,
+        flow_table_size: state.options.flow_table_size,
+        ring_slots: state.options.ring_slots,
     })?;
-    reconcile::apply(&mut dp, &mut state, &dataplane_config(v4, v6))?;
+    reconcile::apply(&mut dp, &mut state, &encap)?;
+    store.save(&state)?;
     let mode = dp.attach(&opts.iface, opts.xdp_mode)?;
-    info!(
-        "ready: attached to {} ({mode} mode), {} VIPs, {} backends",
-        opts.iface,
-        state.vips.len(),
-        state.backends.len()
-    );
     for v in &state.vips {
         let members: Vec<String> = v
             .members
             .iter()
-            .map(|(id, w)| format!("{} (weight {w})", state.backends[*id as usize]))
+            .map(|m| {
+                format!(
+                    "{} (weight {})",
+                    state.backend_address(m.backend_id),
+                    m.weight
+                )
+            })
             .collect();
         info!("VIP {}: {}", v.spec.name(), members.join(", "));
     }
-    Ok((dp, state))
+    info!(
+        "attached to {} ({mode} mode) in {:.0?}",
+        opts.iface,
+        started.elapsed()
+    );
+    Ok(Control {
+        dp,
+        state,
+        encap,
+        store: Some(store),
+        info: DaemonInfo {
+            interface: opts.iface.clone(),
+            xdp_mode: mode.to_string(),
+            started,
+        },
+        sampler: Sampler::default(),
+        api_metrics,
+    })
 }
 
 /// Serve until SIGTERM or SIGINT, then detach.
 pub fn run(opts: &Options) -> Result<()> {
-    let (mut dp, _state) = start(opts)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    rt.block_on(serve(opts))
+}
+
+async fn serve(opts: &Options) -> Result<()> {
+    let api_metrics = Arc::new(ApiMetrics::new());
+    let control = start(opts, api_metrics.clone())?;
+    let (handle, task) = control::spawn(control, opts.stats_interval);
+
+    let api_listener = bind_socket(&opts.socket)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let api = tokio::spawn(
+        axum::serve(api_listener, api_router(handle.clone(), api_metrics))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let metrics = match opts.metrics_address {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for /metrics on {addr}"))?;
+            Some(tokio::spawn(
+                axum::serve(l, metrics_router(handle.clone()))
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            ))
+        }
+        None => None,
+    };
+    drop(handle);
+    info!(
+        "ready: API on {}, metrics on {}",
+        opts.socket.display(),
+        opts.metrics_address
+            .map_or("(disabled)".to_string(), |a| format!("http://{a}/metrics"))
+    );
+
+    {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -65,22 +162,44 @@ pub fn run(opts: &Options) -> Result<()> {
             _ = term.recv() => info!("SIGTERM: shutting down"),
             _ = int.recv() => info!("SIGINT: shutting down"),
         }
-        anyhow::Ok(())
-    })?;
-    dp.detach()?;
+    }
+    let _ = stop_tx.send(true);
+    let _ = api.await;
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
+    let _ = std::fs::remove_file(&opts.socket);
+    // The servers held the last handles: the control task ends and gives the data plane back.
+    let mut control = task.await.context("the control task failed")?;
+    control.dp.detach()?;
     info!("detached from {}; exiting", opts.iface);
     Ok(())
 }
 
-/// Outer source prefixes: the configured ones, else the interface's own address (no per-flow
-/// variation then, which we say).
-fn encap_sources(
-    cfg: &Config,
-    state: &State,
-    iface: &str,
-) -> Result<(Option<Prefix>, Option<Prefix>)> {
-    let needs_v4 = state.backends.iter().any(|b| b.is_ipv4());
-    let needs_v6 = state.backends.iter().any(|b| b.is_ipv6());
+/// The API socket: its directory mode 0700, the socket mode 0600 (root only: it changes what
+/// the load balancer does). A stale socket from a crashed daemon is replaced; a live one is not.
+fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("{} is in use: is another sheaved running?", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("listening on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// The data plane's outer sources: the configured prefixes, else the interface's own address
+/// (no per-flow variation then, which we say).
+pub fn resolve_encap(state: &State, iface: &str) -> Result<DataplaneConfig> {
+    let needs_v4 = state.backends().any(|(_, b)| b.is_ipv4());
+    let needs_v6 = state.backends().any(|(_, b)| b.is_ipv6());
     let addrs = netinfo::interface_addresses(iface)
         .with_context(|| format!("reading the addresses of {iface}"))?;
     let pick = |configured: Option<Prefix>, needed: bool, v6: bool| -> Result<Option<Prefix>> {
@@ -96,10 +215,9 @@ fn encap_sources(
             a.is_ipv6() == v6 && !matches!(a, IpAddr::V6(x) if x.is_unicast_link_local())
         }) else {
             bail!(
-                "IPv{} backends are configured but {iface} has no IPv{} address to send \
+                "IPv{n} backends are configured but {iface} has no IPv{n} address to send \
                  encapsulated packets from: set dataplane.{key}",
-                if v6 { 6 } else { 4 },
-                if v6 { 6 } else { 4 }
+                n = if v6 { 6 } else { 4 }
             );
         };
         warn!(
@@ -108,9 +226,9 @@ fn encap_sources(
         );
         Ok(Some(Prefix::host(*own)))
     };
-    Ok((
-        pick(cfg.dataplane.encap_source_v4, needs_v4, false)?,
-        pick(cfg.dataplane.encap_source_v6, needs_v6, true)?,
+    Ok(dataplane_config(
+        pick(state.options.encap_source_v4, needs_v4, false)?,
+        pick(state.options.encap_source_v6, needs_v6, true)?,
     ))
 }
 
@@ -118,7 +236,7 @@ fn encap_sources(
 /// forwards the family of the backends: refuse to start rather than silently drop.
 fn check_forwarding(state: &State, iface: &str) -> Result<()> {
     for v6 in [false, true] {
-        let needed = state.backends.iter().any(|b| b.is_ipv6() == v6);
+        let needed = state.backends().any(|(_, b)| b.is_ipv6() == v6);
         if needed && !netinfo::forwarding_enabled(iface, v6)? {
             let (fam, key) = if v6 {
                 ("IPv6", format!("net.ipv6.conf.{iface}.forwarding"))

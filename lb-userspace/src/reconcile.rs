@@ -1,23 +1,67 @@
-//! Make the maps say what the desired state says. Rings are published double-buffered: the new
-//! ring goes into the VIP's inactive half, then one map update points the VIP at it.
+//! Make the maps say what the desired state says, writing only what changed (see
+//! [`crate::state::Pending`]). Rings are published double-buffered: the new ring goes into the
+//! VIP's inactive half, then one map update points the VIP at it.
+//!
+//! Order matters for packets in flight: new backend slots are written before rings name them,
+//! and removed backends are cleared only after no ring names them any more.
 use anyhow::{Context as _, Result};
-use lb_common::config::DataplaneConfig;
+use lb_common::{backend::BACKEND_F_VALID, config::DataplaneConfig};
 
 use crate::{
     dataplane::Dataplane,
-    state::{State, VipState},
+    state::{Pending, State, VipState},
 };
 
-/// Write everything: host settings, backends, then each VIP's ring and entry.
+/// Write everything (a freshly loaded data plane).
 pub fn apply(dp: &mut Dataplane, state: &mut State, encap: &DataplaneConfig) -> Result<()> {
-    dp.set_config(encap)?;
-    for id in 0..state.backends.len() as u32 {
-        dp.set_backend(id, &state.backend_value(id))?;
+    state.mark_all_pending();
+    sync(dp, state, encap)
+}
+
+/// Write what changed since the last sync. On error what was not written stays pending, so the
+/// next sync retries it (every write here is idempotent).
+pub fn sync(dp: &mut Dataplane, state: &mut State, encap: &DataplaneConfig) -> Result<()> {
+    let pending = state.take_pending();
+    let result = write(dp, state, encap, &pending);
+    if result.is_err() {
+        state.restore_pending(pending);
     }
-    for i in 0..state.vips.len() {
-        let ring = state.ring(&state.vips[i]);
-        publish_ring(dp, &mut state.vips[i], &ring)
-            .with_context(|| format!("publishing VIP {}", state.vips[i].spec.name()))?;
+    result
+}
+
+fn write(
+    dp: &mut Dataplane,
+    state: &mut State,
+    encap: &DataplaneConfig,
+    p: &Pending,
+) -> Result<()> {
+    if p.config {
+        dp.set_config(encap)?;
+    }
+    for &id in &p.backends {
+        let value = state.backend_value(id);
+        if value.flags & BACKEND_F_VALID != 0 {
+            dp.set_backend(id, &value)?;
+        }
+    }
+    for &vip_id in &p.vips {
+        let Some(vip) = state.vips.iter().find(|v| v.id == vip_id) else {
+            continue;
+        };
+        let ring = state.ring(vip);
+        let vip = state.vip_by_id_mut(vip_id).expect("found above");
+        publish_ring(dp, vip, &ring)
+            .with_context(|| format!("publishing VIP {}", vip.spec.name()))?;
+    }
+    for key in &p.removed_vips {
+        // Already absent is fine: a retried sync may have removed it before failing later.
+        let _ = dp.remove_vip(key);
+    }
+    for &id in &p.backends {
+        let value = state.backend_value(id);
+        if value.flags & BACKEND_F_VALID == 0 {
+            dp.set_backend(id, &value)?;
+        }
     }
     Ok(())
 }
@@ -32,5 +76,6 @@ pub fn publish_ring(dp: &mut Dataplane, vip: &mut VipState, ring: &[u32]) -> Res
     dp.write_ring(vip.regions[half], ring)?;
     dp.set_vip(&vip.key, &State::vip_value(vip, half))?;
     vip.active = Some(half);
+    vip.rebuilds += 1;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! "Which backend gets this flow?" answered in userspace with the kernel's own hash and the same
-//! rings the daemon publishes: the basis of `sheave explain` and of the hash-parity test.
+//! rings the daemon publishes: the basis of offline `sheave explain` and of the parity test.
 use std::{collections::HashMap, net::IpAddr};
 
 use lb_common::{
@@ -13,7 +13,7 @@ use crate::state::State;
 
 pub struct Simulator {
     rings: HashMap<VipKey, Vec<u32>>,
-    backends: Vec<IpAddr>,
+    backends: HashMap<u32, IpAddr>,
 }
 
 /// The ring's answer for a new flow.
@@ -29,7 +29,7 @@ impl Simulator {
     pub fn new(state: &State) -> Simulator {
         Simulator {
             rings: state.vips.iter().map(|v| (v.key, state.ring(v))).collect(),
-            backends: state.backends.clone(),
+            backends: state.backends().collect(),
         }
     }
 
@@ -50,7 +50,7 @@ impl Simulator {
             hash,
             slot,
             backend_id,
-            backend: self.backends[backend_id as usize],
+            backend: self.backends[&backend_id],
         })
     }
 }

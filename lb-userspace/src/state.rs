@@ -1,88 +1,477 @@
-//! Desired state: what the maps should say, derived from the configuration. Assigns the small
-//! integer ids the data plane uses (VIP ids, backend ids) and each VIP's two ring regions.
-use std::{collections::BTreeMap, net::IpAddr};
+//! Desired state: what the maps should say. Owns the small integer ids the data plane uses (VIP
+//! ids, backend ids) and each VIP's two ring regions, and records what changed since the last
+//! [`crate::reconcile::sync`] so only that is written.
+//!
+//! Every change (configuration at start-up, API calls, `config apply`) goes through the
+//! operations here; they validate first and change nothing on error.
+use std::{
+    collections::{BTreeSet, HashMap},
+    fmt,
+    net::IpAddr,
+};
 
-use anyhow::{Result, ensure};
 use lb_common::{
     backend::{BACKEND_F_VALID, Backend},
     config::DataplaneConfig,
-    limits::MAX_BACKENDS,
+    limits::{MAX_BACKENDS, MAX_VIPS},
     vip::{VipKey, VipMeta},
 };
+use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::{Config, Vip},
-    maglev::{self, Member},
+    config::{BackendRef, Config, DataplaneOptions, MAX_RING_SIZE, Protocol, Vip, is_prime},
+    maglev,
     wire::{Prefix, family, ip_words, vip_key},
 };
 
-#[derive(Clone, Debug)]
-pub struct State {
-    pub vips: Vec<VipState>,
-    /// Backend id → address. Ids are indices; a backend shared by VIPs has one id.
-    pub backends: Vec<IpAddr>,
-    pub flow_table_size: u32,
-    /// Ring slots the `RINGS` map needs for all VIPs (both halves each).
-    pub ring_slots: u32,
+/// Why an operation was refused: callers (the API) map the kind to a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The VIP or backend named does not exist.
+    NotFound,
+    /// It exists already.
+    Conflict,
+    /// The request itself is wrong (bad weight, ring size, family...).
+    Invalid,
+    /// A table is full.
+    Capacity,
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StateError {}
+
+fn err<T>(kind: ErrorKind, message: impl Into<String>) -> Result<T, StateError> {
+    Err(StateError {
+        kind,
+        message: message.into(),
+    })
+}
+
+/// A VIP's identity and table size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipSpec {
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub ring_size: u32,
+}
+
+impl VipSpec {
+    /// `tcp 198.18.100.1:80`, `udp [2001:db8::1]:53`.
+    pub fn name(&self) -> String {
+        format!(
+            "{} {}",
+            self.protocol,
+            std::net::SocketAddr::new(self.address, self.port)
+        )
+    }
+
+    pub fn key(&self) -> VipKey {
+        vip_key(self.address, self.port, self.protocol)
+    }
+}
+
+/// A backend of one VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub backend_id: u32,
+    pub weight: u16,
+    /// Operator drain: no new flows, established flows continue (the backend stays valid).
+    pub draining: bool,
+}
+
+impl Member {
+    /// The weight the ring is built with.
+    pub fn effective_weight(&self) -> u32 {
+        if self.draining { 0 } else { self.weight as u32 }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct VipState {
     pub id: u32,
-    pub spec: Vip,
+    pub spec: VipSpec,
     pub key: VipKey,
     /// First slot of each ring half in `RINGS`.
     pub regions: [u32; 2],
     /// Which half the data plane reads; `None` before the first publish.
     pub active: Option<usize>,
-    /// (backend id, weight) in configuration order.
-    pub members: Vec<(u32, u16)>,
+    pub members: Vec<Member>,
+    /// Rings published for this VIP since the daemon started.
+    pub rebuilds: u64,
+}
+
+#[derive(Clone, Debug)]
+struct BackendSlot {
+    address: IpAddr,
+    /// VIPs using it; the slot is freed at zero.
+    refs: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct State {
+    pub options: DataplaneOptions,
+    /// In creation order.
+    pub vips: Vec<VipState>,
+    backends: Vec<Option<BackendSlot>>,
+    /// Where the next backend id search starts: ids are reused as late as possible, so flows
+    /// still in the flow table for a removed backend are unlikely to meet a new one on its id.
+    next_backend: u32,
+    /// Free ring slot ranges (start, len), sorted by start.
+    free_slots: Vec<(u32, u32)>,
+    pub ring_capacity: u32,
+    pending: Pending,
+}
+
+/// What [`crate::reconcile::sync`] still has to write.
+#[derive(Clone, Debug, Default)]
+pub struct Pending {
+    /// Backend slots to (re)write: valid if in use, cleared otherwise.
+    pub backends: BTreeSet<u32>,
+    /// VIP ids whose ring and entry to publish.
+    pub vips: BTreeSet<u32>,
+    /// VIP entries to delete.
+    pub removed_vips: Vec<VipKey>,
+    pub config: bool,
 }
 
 impl State {
-    pub fn from_config(cfg: &Config) -> Result<State> {
-        let mut ids: BTreeMap<IpAddr, u32> = BTreeMap::new();
-        let mut backends = Vec::new();
-        let mut vips = Vec::with_capacity(cfg.vips.len());
-        let mut next_slot: u64 = 0;
-        for (i, v) in cfg.vips.iter().enumerate() {
-            let members = v
-                .backends
-                .iter()
-                .map(|b| {
-                    let id = *ids.entry(b.address).or_insert_with(|| {
-                        backends.push(b.address);
-                        (backends.len() - 1) as u32
-                    });
-                    (id, b.weight)
-                })
-                .collect();
-            let base = next_slot as u32;
-            next_slot += 2 * v.ring_size as u64;
-            ensure!(
-                next_slot <= u32::MAX as u64,
-                "the VIPs' rings need more than 2^32 slots"
-            );
-            vips.push(VipState {
-                id: i as u32,
-                spec: v.clone(),
-                key: vip_key(v.address, v.port, v.protocol),
-                regions: [base, base + v.ring_size],
-                active: None,
-                members,
-            });
+    pub fn new(options: DataplaneOptions, ring_capacity: u32) -> State {
+        State {
+            options,
+            vips: Vec::new(),
+            backends: Vec::new(),
+            next_backend: 0,
+            free_slots: vec![(0, ring_capacity)],
+            ring_capacity,
+            pending: Pending {
+                config: true,
+                ..Pending::default()
+            },
         }
-        ensure!(
-            backends.len() <= MAX_BACKENDS as usize,
-            "too many backends ({} > {MAX_BACKENDS})",
-            backends.len()
-        );
-        Ok(State {
-            vips,
-            backends,
-            flow_table_size: cfg.dataplane.flow_table_size,
-            ring_slots: next_slot as u32,
-        })
+    }
+
+    /// The state a configuration describes; `ring_capacity` must hold every VIP's two halves.
+    pub fn from_config(cfg: &Config, ring_capacity: u32) -> Result<State, StateError> {
+        let mut s = State::new(cfg.dataplane.clone(), ring_capacity);
+        for v in &cfg.vips {
+            s.add_vip(VipSpec {
+                address: v.address,
+                port: v.port,
+                protocol: v.protocol,
+                ring_size: v.ring_size,
+            })?;
+            for b in &v.backends {
+                s.add_backend(&v.key(), b.address, b.weight)?;
+            }
+        }
+        Ok(s)
+    }
+
+    /// Ring slots a configuration needs (both halves of every VIP).
+    pub fn slots_needed(cfg: &Config) -> u64 {
+        cfg.vips.iter().map(|v| 2 * v.ring_size as u64).sum()
+    }
+
+    /// The desired state as a configuration (for persisting and diffing).
+    pub fn to_config(&self) -> Config {
+        Config {
+            dataplane: self.options.clone(),
+            vips: self
+                .vips
+                .iter()
+                .map(|v| Vip {
+                    address: v.spec.address,
+                    port: v.spec.port,
+                    protocol: v.spec.protocol,
+                    ring_size: v.spec.ring_size,
+                    backends: v
+                        .members
+                        .iter()
+                        .map(|m| BackendRef {
+                            address: self.backend_address(m.backend_id),
+                            weight: m.weight,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn vip(&self, key: &VipKey) -> Result<&VipState, StateError> {
+        match self.vips.iter().find(|v| v.key == *key) {
+            Some(v) => Ok(v),
+            None => err(ErrorKind::NotFound, "no such VIP"),
+        }
+    }
+
+    fn vip_index(&self, key: &VipKey) -> Result<usize, StateError> {
+        match self.vips.iter().position(|v| v.key == *key) {
+            Some(i) => Ok(i),
+            None => err(ErrorKind::NotFound, "no such VIP"),
+        }
+    }
+
+    pub fn backend_address(&self, id: u32) -> IpAddr {
+        self.backends[id as usize]
+            .as_ref()
+            .expect("members refer to live backend slots")
+            .address
+    }
+
+    /// Backend ids in use, with their addresses.
+    pub fn backends(&self) -> impl Iterator<Item = (u32, IpAddr)> + '_ {
+        self.backends
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i as u32, s.address)))
+    }
+
+    pub fn add_vip(&mut self, spec: VipSpec) -> Result<u32, StateError> {
+        let key = spec.key();
+        if self.vips.iter().any(|v| v.key == key) {
+            return err(
+                ErrorKind::Conflict,
+                format!("VIP {} exists already", spec.name()),
+            );
+        }
+        if spec.port == 0 || spec.address.is_unspecified() || spec.address.is_multicast() {
+            return err(
+                ErrorKind::Invalid,
+                format!("{} cannot be a VIP", spec.name()),
+            );
+        }
+        if !is_prime(spec.ring_size) || spec.ring_size > MAX_RING_SIZE {
+            return err(
+                ErrorKind::Invalid,
+                format!(
+                    "ring size {} must be a prime no larger than {MAX_RING_SIZE} (e.g. 65537)",
+                    spec.ring_size
+                ),
+            );
+        }
+        let used: BTreeSet<u32> = self.vips.iter().map(|v| v.id).collect();
+        let Some(id) = (0..MAX_VIPS).find(|i| !used.contains(i)) else {
+            return err(
+                ErrorKind::Capacity,
+                format!("all {MAX_VIPS} VIP slots are in use"),
+            );
+        };
+        let Some(a) = self.alloc_slots(spec.ring_size) else {
+            return err(
+                ErrorKind::Capacity,
+                self.ring_capacity_message(spec.ring_size),
+            );
+        };
+        let Some(b) = self.alloc_slots(spec.ring_size) else {
+            self.free_range(a, spec.ring_size);
+            return err(
+                ErrorKind::Capacity,
+                self.ring_capacity_message(spec.ring_size),
+            );
+        };
+        // Re-created within one change (e.g. a new ring size): keep the entry, do not delete it.
+        self.pending.removed_vips.retain(|k| *k != key);
+        self.vips.push(VipState {
+            id,
+            key,
+            spec,
+            regions: [a, b],
+            active: None,
+            members: Vec::new(),
+            rebuilds: 0,
+        });
+        self.pending.vips.insert(id);
+        Ok(id)
+    }
+
+    fn ring_capacity_message(&self, size: u32) -> String {
+        format!(
+            "no room for two more rings of {size} slots (ring table: {} slots; raise \
+             dataplane.ring_slots)",
+            self.ring_capacity
+        )
+    }
+
+    /// Remove a VIP; its backends stay if other VIPs use them.
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<VipState, StateError> {
+        let i = self.vip_index(key)?;
+        let vip = self.vips.remove(i);
+        for m in &vip.members {
+            self.release_backend(m.backend_id);
+        }
+        self.free_range(vip.regions[0], vip.spec.ring_size);
+        self.free_range(vip.regions[1], vip.spec.ring_size);
+        self.pending.vips.remove(&vip.id);
+        self.pending.removed_vips.push(vip.key);
+        Ok(vip)
+    }
+
+    pub fn add_backend(
+        &mut self,
+        key: &VipKey,
+        addr: IpAddr,
+        weight: u16,
+    ) -> Result<u32, StateError> {
+        let i = self.vip_index(key)?;
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+            return err(ErrorKind::Invalid, format!("{addr} cannot be a backend"));
+        }
+        let vip = &self.vips[i];
+        if vip
+            .members
+            .iter()
+            .any(|m| self.backend_address(m.backend_id) == addr)
+        {
+            return err(
+                ErrorKind::Conflict,
+                format!("{addr} is already a backend of {}", vip.spec.name()),
+            );
+        }
+        if (vip.members.len() as u64 + 1) * 10 > vip.spec.ring_size as u64 {
+            return err(
+                ErrorKind::Capacity,
+                format!(
+                    "ring size {} is too small for {} backends (needs at least 10 slots each)",
+                    vip.spec.ring_size,
+                    vip.members.len() + 1
+                ),
+            );
+        }
+        let id = self.acquire_backend(addr)?;
+        self.vips[i].members.push(Member {
+            backend_id: id,
+            weight,
+            draining: false,
+        });
+        self.pending.vips.insert(self.vips[i].id);
+        Ok(id)
+    }
+
+    /// Remove a backend from a VIP. New flows stop at once. While another VIP still uses the
+    /// backend its slot stays valid, so this VIP's established flows finish there; once no VIP
+    /// uses it, the slot is cleared and those flows are rescheduled on their next packet.
+    pub fn remove_backend(&mut self, key: &VipKey, addr: IpAddr) -> Result<(), StateError> {
+        let (i, j) = self.member_index(key, addr)?;
+        let m = self.vips[i].members.remove(j);
+        self.pending.vips.insert(self.vips[i].id);
+        self.release_backend(m.backend_id);
+        Ok(())
+    }
+
+    /// Change a member: its weight and/or its drain flag.
+    pub fn update_member(
+        &mut self,
+        key: &VipKey,
+        addr: IpAddr,
+        weight: Option<u16>,
+        draining: Option<bool>,
+    ) -> Result<Member, StateError> {
+        let (i, j) = self.member_index(key, addr)?;
+        let m = &mut self.vips[i].members[j];
+        let before = *m;
+        if let Some(w) = weight {
+            m.weight = w;
+        }
+        if let Some(d) = draining {
+            m.draining = d;
+        }
+        let after = *m;
+        if after.effective_weight() != before.effective_weight() {
+            self.pending.vips.insert(self.vips[i].id);
+        }
+        Ok(after)
+    }
+
+    fn member_index(&self, key: &VipKey, addr: IpAddr) -> Result<(usize, usize), StateError> {
+        let i = self.vip_index(key)?;
+        match self.vips[i]
+            .members
+            .iter()
+            .position(|m| self.backend_address(m.backend_id) == addr)
+        {
+            Some(j) => Ok((i, j)),
+            None => err(
+                ErrorKind::NotFound,
+                format!("{addr} is not a backend of {}", self.vips[i].spec.name()),
+            ),
+        }
+    }
+
+    fn acquire_backend(&mut self, addr: IpAddr) -> Result<u32, StateError> {
+        if let Some(id) = self
+            .backends
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.address == addr))
+        {
+            self.backends[id].as_mut().expect("found").refs += 1;
+            return Ok(id as u32);
+        }
+        let n = MAX_BACKENDS;
+        let Some(id) = (0..n)
+            .map(|k| (self.next_backend + k) % n)
+            .find(|&id| self.backends.get(id as usize).is_none_or(Option::is_none))
+        else {
+            return err(
+                ErrorKind::Capacity,
+                format!("all {n} backend slots are in use"),
+            );
+        };
+        if self.backends.len() <= id as usize {
+            self.backends.resize(id as usize + 1, None);
+        }
+        self.backends[id as usize] = Some(BackendSlot {
+            address: addr,
+            refs: 1,
+        });
+        self.next_backend = (id + 1) % n;
+        self.pending.backends.insert(id);
+        Ok(id)
+    }
+
+    fn release_backend(&mut self, id: u32) {
+        let slot = self.backends[id as usize].as_mut().expect("live backend");
+        slot.refs -= 1;
+        if slot.refs == 0 {
+            self.backends[id as usize] = None;
+            self.pending.backends.insert(id);
+        }
+    }
+
+    fn alloc_slots(&mut self, len: u32) -> Option<u32> {
+        let i = self.free_slots.iter().position(|&(_, l)| l >= len)?;
+        let (start, l) = self.free_slots[i];
+        if l == len {
+            self.free_slots.remove(i);
+        } else {
+            self.free_slots[i] = (start + len, l - len);
+        }
+        Some(start)
+    }
+
+    fn free_range(&mut self, start: u32, len: u32) {
+        let i = self.free_slots.partition_point(|&(s, _)| s < start);
+        self.free_slots.insert(i, (start, len));
+        // Merge with neighbours so large rings fit again after churn.
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(self.free_slots.len());
+        for &(s, l) in &self.free_slots {
+            match merged.last_mut() {
+                Some((ps, pl)) if *ps + *pl == s => *pl += l,
+                _ => merged.push((s, l)),
+            }
+        }
+        self.free_slots = merged;
     }
 
     /// The Maglev ring the VIP should have now.
@@ -90,29 +479,31 @@ impl State {
         let identities: Vec<[u8; 16]> = vip
             .members
             .iter()
-            .map(|(id, _)| identity(self.backends[*id as usize]))
+            .map(|m| identity(self.backend_address(m.backend_id)))
             .collect();
-        let members: Vec<Member<'_>> = vip
+        let members: Vec<maglev::Member<'_>> = vip
             .members
             .iter()
             .zip(&identities)
-            .map(|((id, weight), ident)| Member {
-                id: *id,
+            .map(|(m, ident)| maglev::Member {
+                id: m.backend_id,
                 identity: ident,
-                weight: *weight as u32,
+                weight: m.effective_weight(),
             })
             .collect();
         maglev::build(&members, vip.spec.ring_size)
     }
 
-    /// The `BACKENDS` slot value for backend `id`.
+    /// The `BACKENDS` slot value for backend `id` (cleared if unused).
     pub fn backend_value(&self, id: u32) -> Backend {
-        let addr = self.backends[id as usize];
-        Backend {
-            addr: ip_words(addr),
-            family: family(addr),
-            flags: BACKEND_F_VALID,
-            _pad: [0; 2],
+        match self.backends.get(id as usize).and_then(Option::as_ref) {
+            Some(s) => Backend {
+                addr: ip_words(s.address),
+                family: family(s.address),
+                flags: BACKEND_F_VALID,
+                _pad: [0; 2],
+            },
+            None => Backend::default(),
         }
     }
 
@@ -124,6 +515,46 @@ impl State {
             ring_size: vip.spec.ring_size,
             ring_base: vip.regions[half],
         }
+    }
+
+    /// Take what has to be written; the caller writes it (see `reconcile::sync`).
+    pub fn take_pending(&mut self) -> Pending {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// The host-wide settings changed.
+    pub fn mark_config_pending(&mut self) {
+        self.pending.config = true;
+    }
+
+    /// Mark everything for writing (a fresh data plane).
+    pub fn mark_all_pending(&mut self) {
+        self.pending.config = true;
+        self.pending.backends = self.backends().map(|(id, _)| id).collect();
+        self.pending.vips = self.vips.iter().map(|v| v.id).collect();
+    }
+
+    /// Put back what a failed write did not finish, so the next sync retries it.
+    pub fn restore_pending(&mut self, p: Pending) {
+        self.pending.config |= p.config;
+        self.pending.backends.extend(p.backends);
+        self.pending.vips.extend(p.vips);
+        self.pending.removed_vips.extend(p.removed_vips);
+    }
+
+    pub fn vip_by_id_mut(&mut self, id: u32) -> Option<&mut VipState> {
+        self.vips.iter_mut().find(|v| v.id == id)
+    }
+
+    /// Index of backend ids to VIP names, for status and metrics.
+    pub fn backend_vips(&self) -> HashMap<u32, Vec<String>> {
+        let mut m: HashMap<u32, Vec<String>> = HashMap::new();
+        for v in &self.vips {
+            for mem in &v.members {
+                m.entry(mem.backend_id).or_default().push(v.spec.name());
+            }
+        }
+        m
     }
 }
 
@@ -160,6 +591,29 @@ fn low_bits(n: u32) -> u32 {
 mod tests {
     use super::*;
 
+    const TWO_VIPS: &str = r#"
+        [[vip]]
+        address = "198.18.100.1"
+        port = 80
+        protocol = "tcp"
+        ring_size = 1009
+        [[vip.backend]]
+        address = "198.18.0.21"
+        [[vip]]
+        address = "198.18.100.1"
+        port = 443
+        protocol = "tcp"
+        ring_size = 1009
+        [[vip.backend]]
+        address = "198.18.0.21"
+        [[vip.backend]]
+        address = "198.18.0.22"
+    "#;
+
+    fn state() -> State {
+        State::from_config(&Config::parse(TWO_VIPS).unwrap(), 10_000).unwrap()
+    }
+
     #[test]
     fn encap_masks() {
         let c = dataplane_config(
@@ -173,32 +627,94 @@ mod tests {
     }
 
     #[test]
-    fn shared_backend_gets_one_id() {
-        let cfg = Config::parse(
-            r#"
-            [[vip]]
-            address = "198.18.100.1"
-            port = 80
-            protocol = "tcp"
-            ring_size = 1009
-            [[vip.backend]]
-            address = "198.18.0.21"
-            [[vip]]
-            address = "198.18.100.1"
-            port = 443
-            protocol = "tcp"
-            ring_size = 1009
-            [[vip.backend]]
-            address = "198.18.0.21"
-            [[vip.backend]]
-            address = "198.18.0.22"
-            "#,
-        )
-        .unwrap();
-        let s = State::from_config(&cfg).unwrap();
-        assert_eq!(s.backends.len(), 2);
-        assert_eq!(s.vips[1].members[0].0, 0);
+    fn shared_backend_gets_one_id_and_regions_are_allocated() {
+        let s = state();
+        assert_eq!(s.backends().count(), 2);
+        assert_eq!(s.vips[1].members[0].backend_id, 0);
+        assert_eq!(s.vips[0].regions, [0, 1009]);
         assert_eq!(s.vips[1].regions, [2018, 3027]);
-        assert_eq!(s.ring_slots, 4036);
+        assert_eq!(s.to_config(), Config::parse(TWO_VIPS).unwrap());
+    }
+
+    #[test]
+    fn removing_frees_ids_and_slots_for_reuse() {
+        let mut s = state();
+        let key80 = s.vips[0].key;
+        let removed = s.remove_vip(&key80).unwrap();
+        assert_eq!(removed.regions, [0, 1009]);
+        // 198.18.0.21 is still used by :443.
+        assert_eq!(s.backends().count(), 2);
+        let k443 = s.vips[0].key;
+        s.remove_backend(&k443, "198.18.0.21".parse().unwrap())
+            .unwrap();
+        assert_eq!(s.backends().count(), 1);
+        // A ring of 2018 slots fits where the removed VIP's two halves were.
+        let id = s
+            .add_vip(VipSpec {
+                address: "198.18.100.2".parse().unwrap(),
+                port: 80,
+                protocol: Protocol::Tcp,
+                ring_size: 1009,
+            })
+            .unwrap();
+        assert_eq!(id, 0, "lowest free VIP id");
+        assert_eq!(s.vips[1].regions, [0, 1009]);
+        // Backend ids are not reused at once.
+        let k = s.vips[1].key;
+        assert_eq!(
+            s.add_backend(&k, "198.18.0.30".parse().unwrap(), 1)
+                .unwrap(),
+            2
+        );
+    }
+
+    #[test]
+    fn bad_operations_change_nothing() {
+        let mut s = state();
+        let before = s.to_config();
+        let k = s.vips[0].key;
+        let e = s
+            .add_backend(&k, "198.18.0.21".parse().unwrap(), 1)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict);
+        let e = s
+            .remove_backend(&k, "198.18.0.99".parse().unwrap())
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        let spec = s.vips[0].spec.clone();
+        assert_eq!(s.add_vip(spec).unwrap_err().kind, ErrorKind::Conflict);
+        let e = s
+            .add_vip(VipSpec {
+                address: "198.18.100.9".parse().unwrap(),
+                port: 80,
+                protocol: Protocol::Udp,
+                ring_size: 100,
+            })
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        let e = s
+            .add_vip(VipSpec {
+                address: "198.18.100.9".parse().unwrap(),
+                port: 80,
+                protocol: Protocol::Udp,
+                ring_size: 65537,
+            })
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Capacity);
+        assert_eq!(s.to_config(), before);
+    }
+
+    #[test]
+    fn drain_and_weight_zero_take_no_slots() {
+        let mut s = state();
+        let k = s.vips[1].key;
+        s.update_member(&k, "198.18.0.22".parse().unwrap(), None, Some(true))
+            .unwrap();
+        assert!(s.ring(&s.vips[1]).iter().all(|&b| b == 0));
+        s.update_member(&k, "198.18.0.22".parse().unwrap(), None, Some(false))
+            .unwrap();
+        s.update_member(&k, "198.18.0.21".parse().unwrap(), Some(0), None)
+            .unwrap();
+        assert!(s.ring(&s.vips[1]).iter().all(|&b| b == 1));
     }
 }

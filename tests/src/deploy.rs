@@ -80,7 +80,7 @@ impl Deployment {
             decaps: Vec::new(),
         };
         // From here on, an error drops `d`, which undoes whatever was set up.
-        d.sheaved = Some(start_sheaved(lab.lb(), &config)?);
+        d.sheaved = Some(start_sheaved(lab.lb(), &config, lab.dir())?);
         for b in lab.backends() {
             let dir = decap_pin_dir(lab, b);
             let (v4, v6, pins) = (VIP4.to_string(), VIP6.to_string(), dir.to_string_lossy());
@@ -171,8 +171,19 @@ impl Drop for Deployment {
     }
 }
 
-/// Start `sheaved` on `host` and wait for its "ready:" log line.
-pub fn start_sheaved(host: &Host, config: &std::path::Path) -> Result<Process> {
+/// The API socket of the `sheaved` whose files live in `dir` (the lab's directory).
+pub fn api_socket(dir: &std::path::Path) -> PathBuf {
+    dir.join("sheaved.sock")
+}
+
+/// Start `sheaved` on `host` with its socket and state file in `dir`, and wait for its "ready:"
+/// log line (printed once the API listens). Metrics listen on 127.0.0.1:9917 in `host`'s
+/// namespace.
+pub fn start_sheaved(
+    host: &Host,
+    config: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<Process> {
     let mut p = host.spawn(
         bin_path("sheaved")?,
         [
@@ -182,6 +193,12 @@ pub fn start_sheaved(host: &Host, config: &std::path::Path) -> Result<Process> {
             host.iface.as_ref(),
             "--xdp-mode".as_ref(),
             "native".as_ref(),
+            "--socket".as_ref(),
+            api_socket(dir).as_os_str(),
+            "--state-file".as_ref(),
+            dir.join("state.json").as_os_str(),
+            "--stats-interval".as_ref(),
+            "1".as_ref(),
         ],
     )?;
     let deadline = Instant::now() + READY_TIMEOUT;

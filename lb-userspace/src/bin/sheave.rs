@@ -10,9 +10,9 @@ fn main() -> ExitCode {
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sheave: error: {e:#}");
-            ExitCode::FAILURE
+        Err(f) => {
+            eprintln!("sheave: error: {}", f.message);
+            ExitCode::from(f.code)
         }
     }
 }

@@ -1,9 +1,15 @@
 //! sheaved: the Sheave daemon. Loads the XDP load balancer onto an interface, fills its maps from
-//! the configuration, and detaches it cleanly on SIGTERM/SIGINT.
-use std::{path::PathBuf, process::ExitCode};
+//! the configuration, serves the API (unix socket) and Prometheus metrics, and detaches cleanly
+//! on SIGTERM/SIGINT.
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use lb_userspace::{config::Config, daemon, dataplane::AttachMode};
+use lb_userspace::{
+    api::DEFAULT_SOCKET,
+    config::Config,
+    daemon::{self, DEFAULT_METRICS_ADDRESS, DEFAULT_STATE_FILE},
+    dataplane::AttachMode,
+};
 
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
@@ -17,6 +23,18 @@ struct Args {
     /// XDP attach mode: auto (native, else generic with a warning), native or generic.
     #[arg(long, default_value = "auto", value_name = "MODE")]
     xdp_mode: AttachMode,
+    /// The API's unix socket (mode 0600).
+    #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    socket: PathBuf,
+    /// Address for Prometheus' /metrics, or `off`.
+    #[arg(long, default_value = DEFAULT_METRICS_ADDRESS, value_name = "ADDR:PORT|off")]
+    metrics_address: String,
+    /// Where changes made through the API are saved, to survive a restart.
+    #[arg(long, default_value = DEFAULT_STATE_FILE, value_name = "FILE")]
+    state_file: PathBuf,
+    /// Seconds between counter samples (the interval `sheave stats` rates cover).
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    stats_interval: f64,
     /// Only validate the configuration and exit.
     #[arg(long)]
     check: bool,
@@ -31,11 +49,7 @@ fn main() -> ExitCode {
         Config::load(&args.config)
             .map(|c| println!("{}: OK ({} VIPs)", args.config.display(), c.vips.len()))
     } else {
-        daemon::run(&daemon::Options {
-            config: args.config,
-            iface: args.iface.expect("clap requires --iface"),
-            xdp_mode: args.xdp_mode,
-        })
+        options(args).and_then(|o| daemon::run(&o))
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,4 +58,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn options(args: Args) -> anyhow::Result<daemon::Options> {
+    let metrics_address = match args.metrics_address.as_str() {
+        "off" => None,
+        a => Some(
+            a.parse::<SocketAddr>()
+                .map_err(|_| anyhow::anyhow!("--metrics-address {a:?} is not ADDR:PORT or off"))?,
+        ),
+    };
+    anyhow::ensure!(
+        args.stats_interval.is_finite() && (0.1..=3600.0).contains(&args.stats_interval),
+        "--stats-interval must be between 0.1 and 3600 seconds"
+    );
+    Ok(daemon::Options {
+        config: args.config,
+        iface: args.iface.expect("clap requires --iface"),
+        xdp_mode: args.xdp_mode,
+        socket: args.socket,
+        metrics_address,
+        state_file: args.state_file,
+        stats_interval: Duration::from_secs_f64(args.stats_interval),
+    })
 }

@@ -1,10 +1,14 @@
-//! `sheave explain`: which backend a new flow goes to, by the same hash and rings as the kernel.
+//! `sheave explain`: which backend a flow goes to. Asks the daemon (which also sees the flow
+//! table), or with `--config` computes it offline with the same hash and rings.
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::{Result, bail};
 use clap::Args;
+use hyper::Method;
 
+use super::{Failure, Global, api_call::show};
 use crate::{
+    api::types::{ExplainRequest, ExplainView},
     config::{Config, Protocol},
     simulate::Simulator,
     state::State,
@@ -13,20 +17,17 @@ use crate::{
 
 #[derive(Args)]
 pub struct ExplainArgs {
-    /// Configuration file whose VIPs and backends to use.
+    /// Compute offline from this configuration file instead of asking sheaved (no flow table:
+    /// the answer is where a new flow would go).
     #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
-    /// The flow: `tcp 198.51.100.7:40000 -> 192.0.2.10:80` (the arrow is optional).
+    pub config: Option<PathBuf>,
+    /// The flow: `tcp 198.51.100.7:40000 -> 192.0.2.10:80` (quote the arrow, or omit it).
     #[arg(value_name = "FLOW", num_args = 3..=4, required = true)]
     pub flow: Vec<String>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
-pub fn run(a: ExplainArgs) -> Result<()> {
-    let words: Vec<&str> = a
-        .flow
+fn parse_flow(words: &[String]) -> Result<ExplainRequest> {
+    let words: Vec<&str> = words
         .iter()
         .map(String::as_str)
         .filter(|w| *w != "->")
@@ -34,50 +35,78 @@ pub fn run(a: ExplainArgs) -> Result<()> {
     let [proto, src, dst] = words[..] else {
         bail!("expected PROTO SRC -> DST, e.g. tcp 198.51.100.7:40000 -> 192.0.2.10:80");
     };
-    let proto: Protocol = proto.parse()?;
-    let src: SocketAddr = src
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{src:?} is not ADDR:PORT (IPv6: [ADDR]:PORT)"))?;
-    let dst: SocketAddr = dst
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{dst:?} is not ADDR:PORT (IPv6: [ADDR]:PORT)"))?;
-    let cfg = Config::load(&a.config)?;
-    let state = State::from_config(&cfg)?;
-    let key = flow_key(proto, src, dst)?;
-    let sim = Simulator::new(&state);
+    let sa = |s: &str| -> Result<SocketAddr> {
+        s.parse()
+            .map_err(|_| anyhow::anyhow!("{s:?} is not ADDR:PORT (IPv6: [ADDR]:PORT)"))
+    };
+    Ok(ExplainRequest {
+        protocol: proto.parse::<Protocol>()?,
+        source: sa(src)?,
+        destination: sa(dst)?,
+    })
+}
+
+pub fn run(g: &Global, a: ExplainArgs) -> Result<(), Failure> {
+    let req = parse_flow(&a.flow)?;
+    let print = |v: &ExplainView| {
+        println!("{}", v.flow);
+        match v.backend {
+            Some(b) => println!("  backend   {b} (id {})", v.backend_id.unwrap_or_default()),
+            None => println!("  backend   none"),
+        }
+        println!("  vip       {}", v.vip);
+        println!("  source    {}", v.source);
+        println!("  why       {}", v.reason);
+    };
+    match &a.config {
+        None => show(g, Method::POST, "/v1/explain", Some(&req), print),
+        Some(path) => {
+            let v = offline(path, &req)?;
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
+            } else {
+                print(&v);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn offline(path: &std::path::Path, r: &ExplainRequest) -> Result<ExplainView> {
+    let cfg = Config::load(path)?;
+    let state = State::from_config(&cfg, cfg.dataplane.ring_slots)?;
+    let key = flow_key(r.protocol, r.source, r.destination)?;
     let Some(vip) = state
         .vips
         .iter()
         .find(|v| v.key.addr == key.dst && v.key.port == key.dport && v.key.proto == key.proto)
     else {
-        bail!("{proto} {dst} is not a VIP in {}", a.config.display());
+        bail!(
+            "{} {} is not a VIP in {}",
+            r.protocol,
+            r.destination,
+            path.display()
+        );
     };
-    let flow = format!("{proto} {src} -> {dst}");
-    match sim.pick(&key) {
-        Some(p) => {
-            if a.json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "flow": flow, "vip": vip.spec.name(), "backend": p.backend.to_string(),
-                        "backend_id": p.backend_id, "hash": p.hash, "slot": p.slot,
-                        "ring_size": vip.spec.ring_size, "source": "ring",
-                    })
-                );
-            } else {
-                println!("{flow}");
-                println!("  backend   {} (id {})", p.backend, p.backend_id);
-                println!(
-                    "  why       new flow: hash {:#010x} → Maglev slot {} of {}",
-                    p.hash, p.slot, vip.spec.ring_size
-                );
-                println!("  note      an established flow keeps the backend in the flow table");
-            }
-        }
-        None => bail!(
-            "{} has no backend with weight > 0: new flows are dropped",
-            vip.spec.name()
-        ),
-    }
-    Ok(())
+    let pick = Simulator::new(&state).pick(&key);
+    let hash = lb_common::hash::flow_hash(&key);
+    let slot = lb_common::hash::ring_slot(hash, vip.spec.ring_size);
+    Ok(ExplainView {
+        flow: format!("{} {} -> {}", r.protocol, r.source, r.destination),
+        vip: vip.spec.name(),
+        backend: pick.as_ref().map(|p| p.backend),
+        backend_id: pick.as_ref().map(|p| p.backend_id),
+        source: if pick.is_some() { "ring" } else { "none" }.into(),
+        hash,
+        slot,
+        ring_size: vip.spec.ring_size,
+        reason: match pick {
+            Some(_) => format!(
+                "new flow: hash {hash:#010x} -> Maglev slot {slot} of {} (offline: an \
+                 established flow keeps the backend in the flow table)",
+                vip.spec.ring_size
+            ),
+            None => "the VIP has no backend with weight > 0: new flows are dropped".into(),
+        },
+    })
 }

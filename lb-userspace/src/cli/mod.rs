@@ -1,11 +1,19 @@
-//! The `sheave` command line. Each subcommand lives in its own module.
+//! The `sheave` command line: a thin client of `sheaved`'s API (plus the backend-side `decap`
+//! and `xdp-pass` commands, which act on the local host directly).
+pub mod api_call;
+pub mod backend;
+pub mod config_cmd;
 pub mod decap;
 pub mod explain;
+pub mod show;
+pub mod vip;
 pub mod xdp_pass;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::api::{DEFAULT_SOCKET, client::ClientError};
 
 #[derive(Parser)]
 #[command(
@@ -13,22 +21,60 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Operate Sheave, the XDP layer-4 load balancer",
     long_about = "Operate Sheave, the XDP layer-4 load balancer.\n\n\
-                  On the load balancer, run `sheaved --config FILE --iface IF`. On each backend, \
-                  `sheave decap attach` removes Sheave's encapsulation for the VIPs it serves \
-                  (which must be configured on its loopback)."
+        On the load balancer, `sheaved --config FILE --iface IF` runs the data plane; these \
+        commands talk to it over its API socket. A VIP is written PROTO:ADDR:PORT, e.g. \
+        tcp:192.0.2.10:80 or udp:[2001:db8::10]:53.\n\n\
+        Examples:\n  \
+        sheave vip add tcp:192.0.2.10:80\n  \
+        sheave backend add tcp:192.0.2.10:80 198.51.100.11 --weight 100\n  \
+        sheave backend drain tcp:192.0.2.10:80 198.51.100.11\n  \
+        sheave status\n  \
+        sheave explain tcp 203.0.113.7:40000 '->' 192.0.2.10:80\n  \
+        sheave config diff /etc/sheave/sheave.toml\n\n\
+        On backends, `sheave decap attach` removes Sheave's encapsulation for the VIPs they \
+        serve (configured on their loopback).",
+    after_help = "Exit status: 0 success; 1 refused (bad input) or failed; 2 usage error; \
+        3 no such VIP or backend; 4 already exists; 5 sheaved unreachable; 6 sheaved failed \
+        to apply a change."
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
     #[command(subcommand)]
     pub command: Command,
 }
 
+#[derive(Args, Clone)]
+pub struct Global {
+    /// sheaved's API socket.
+    #[arg(long, global = true, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Print JSON (the API's answer) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
+    /// Add, remove and inspect VIPs.
+    #[command(subcommand)]
+    Vip(vip::VipCommand),
+    /// Add, remove, reweight and drain a VIP's backends.
+    #[command(subcommand)]
+    Backend(backend::BackendCommand),
+    /// VIPs, backends, their states, weights and ring shares.
+    Status,
+    /// Traffic per VIP and backend (totals and rates over the last sampling interval), and
+    /// packet outcomes.
+    Stats,
+    /// Which backend a flow goes to, and why (flow table or ring).
+    Explain(explain::ExplainArgs),
+    /// Compare a configuration file with the running state, or apply it.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
     /// Backend side: attach, inspect or detach the decapsulation program.
     #[command(subcommand)]
     Decap(decap::DecapCommand),
-    /// Which backend a new flow goes to, computed from a configuration file.
-    Explain(explain::ExplainArgs),
     /// For a load balancer on a veth: attach or detach a pass-through program on the veth's
     /// peer, which veth requires to deliver the load balancer's XDP_TX frames.
     #[command(subcommand)]
@@ -54,11 +100,49 @@ impl Target {
     }
 }
 
-/// Run the parsed command.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Run the parsed command; the error carries the exit status.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let g = cli.global;
     match cli.command {
-        Command::Decap(c) => decap::run(c),
-        Command::Explain(a) => explain::run(a),
-        Command::XdpPass(c) => xdp_pass::run(c),
+        Command::Vip(c) => vip::run(&g, c),
+        Command::Backend(c) => backend::run(&g, c),
+        Command::Status => show::status(&g),
+        Command::Stats => show::stats(&g),
+        Command::Explain(a) => explain::run(&g, a),
+        Command::Config(c) => config_cmd::run(&g, c),
+        Command::Decap(c) => decap::run(c).map_err(Failure::from),
+        Command::XdpPass(c) => xdp_pass::run(c).map_err(Failure::from),
+    }
+}
+
+/// A failed command: what to print and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure {
+            message: format!("{e:#}"),
+            code: 1,
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        let code = match &e {
+            ClientError::Unreachable(_) => 5,
+            ClientError::Api { status: 404, .. } => 3,
+            ClientError::Api { status: 409, .. } => 4,
+            ClientError::Api { status, .. } if *status >= 500 => 6,
+            ClientError::Api { .. } | ClientError::Other(_) => 1,
+        };
+        Failure {
+            message: e.to_string(),
+            code,
+        }
     }
 }

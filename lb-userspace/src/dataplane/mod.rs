@@ -159,6 +159,7 @@ fn sum_counters(map: &PerCpuArray<MapData, Counter>, index: u32) -> Result<Count
     Ok(per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
         packets: acc.packets + c.packets,
         bytes: acc.bytes + c.bytes,
+        new_flows: acc.new_flows + c.new_flows,
     }))
 }
 

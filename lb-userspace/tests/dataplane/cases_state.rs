@@ -1,9 +1,9 @@
 //! Stateful sequences: the flow table keeps established flows on their backend when the ring
 //! changes, reschedules flows whose backend is gone, and the counters add up.
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use anyhow::ensure;
-use lb_common::{backend::Backend, stats::Stat};
+use lb_common::stats::Stat;
 use lb_userspace::config::Protocol::Tcp;
 use libtest_mimic::Trial;
 
@@ -15,10 +15,6 @@ use crate::{
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
-}
-
-fn backend_id(lb: &Lb, addr: IpAddr) -> u32 {
-    lb.state.backends.iter().position(|b| *b == addr).unwrap() as u32
 }
 
 pub fn trials(fx0: u32) -> Vec<Trial> {
@@ -38,13 +34,9 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                     Ingress::Fx0,
                 )?;
                 // Take the flow's backend out of the ring (weight 0): new flows avoid it...
-                let id = backend_id(&lb, first.backend);
-                for m in &mut lb.state.vips[0].members {
-                    if m.0 == id {
-                        m.1 = 0;
-                    }
-                }
-                lb.republish(0)?;
+                let key = lb.state.vips[0].key;
+                lb.state.update_member(&key, first.backend, Some(0), None)?;
+                lb.sync()?;
                 let now = lb.simulate(Tcp, c, vip)?;
                 ensure!(
                     now.backend != first.backend,
@@ -80,10 +72,13 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                 &packets::tcp(c, vip, F::Syn, b""),
                 Ingress::Fx0,
             )?;
-            let id = backend_id(&lb, first.backend);
-            lb.state.vips[0].members.retain(|m| m.0 != id);
-            lb.republish(0)?;
-            lb.dp.set_backend(id, &Backend::default())?;
+            // Remove the backend from every VIP that has it: its slot is freed, so the flow's
+            // entry is stale.
+            let keys: Vec<_> = lb.state.vips.iter().map(|v| v.key).collect();
+            for key in keys {
+                let _ = lb.state.remove_backend(&key, first.backend);
+            }
+            lb.sync()?;
             let ack = packets::tcp(c, vip, F::Ack, b"more");
             let b = expect_forward(&mut lb, Tcp, c, vip, &ack, Ingress::Fx0)?;
             ensure!(b != first.backend);
@@ -95,7 +90,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             // The flow table now remembers the new backend.
             let key = lb_userspace::wire::flow_key(Tcp, c, vip)?;
             let st = lb.dp.flow(&key).expect("flow entry");
-            ensure!(st.backend_id == backend_id(&lb, b));
+            ensure!(st.backend_id == lb.backend_id(b));
             Ok(())
         }),
         trial(
@@ -122,7 +117,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                 ensure!(b1 == b2);
                 let key = lb_userspace::wire::flow_key(Tcp, c, vip)?;
                 let st = lb.dp.flow(&key).expect("flow entry");
-                ensure!(st.backend_id == backend_id(&lb, b1));
+                ensure!(st.backend_id == lb.backend_id(b1));
                 ensure!(
                     st.hash == lb.simulate(Tcp, c, vip)?.hash,
                     "stored hash differs"
@@ -149,11 +144,14 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             let bytes: u64 = pkts.iter().map(|p| p.len() as u64).sum();
             let v = lb.dp.vip_stats(0)?;
             ensure!(
-                v.packets == 3 && v.bytes == bytes,
+                v.packets == 3 && v.bytes == bytes && v.new_flows == 1,
                 "vip {v:?}, want 3/{bytes}"
             );
-            let b = lb.dp.backend_stats(backend_id(&lb, backend.unwrap()))?;
-            ensure!(b.packets == 3 && b.bytes == bytes, "backend {b:?}");
+            let b = lb.dp.backend_stats(lb.backend_id(backend.unwrap()))?;
+            ensure!(
+                b.packets == 3 && b.bytes == bytes && b.new_flows == 1,
+                "backend {b:?}"
+            );
             ensure!(lb.stat(Stat::Tx) == 3);
             ensure!(lb.stat(Stat::FlowMiss) == 1 && lb.stat(Stat::FlowHit) == 2);
             ensure!(lb.stat(Stat::PassNoVip) == 1);

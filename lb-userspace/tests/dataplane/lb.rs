@@ -120,10 +120,11 @@ impl Lb {
 
     pub fn with_config(fx0: u32, text: &str) -> Result<Lb> {
         let cfg = Config::parse(text)?;
-        let mut state = State::from_config(&cfg)?;
+        // A ring table just big enough: the tests load the program many times.
+        let mut state = State::from_config(&cfg, State::slots_needed(&cfg) as u32)?;
         let mut dp = Dataplane::load(LoadOptions {
-            flow_table_size: state.flow_table_size,
-            ring_slots: state.ring_slots,
+            flow_table_size: state.options.flow_table_size,
+            ring_slots: state.ring_capacity,
         })?;
         let encap = dataplane_config(cfg.dataplane.encap_source_v4, cfg.dataplane.encap_source_v6);
         reconcile::apply(&mut dp, &mut state, &encap)?;
@@ -151,12 +152,19 @@ impl Lb {
             .context("the simulator found no backend")
     }
 
-    /// Rebuild VIP `i`'s ring from the state's current members and publish it.
-    pub fn republish(&mut self, i: usize) -> Result<()> {
-        let ring = self.state.ring(&self.state.vips[i]);
-        reconcile::publish_ring(&mut self.dp, &mut self.state.vips[i], &ring)?;
+    /// Write the state's pending changes to the maps, as the daemon does after an API call.
+    pub fn sync(&mut self) -> Result<()> {
+        reconcile::sync(&mut self.dp, &mut self.state, &self.encap)?;
         self.sim = None;
         Ok(())
+    }
+
+    pub fn backend_id(&self, addr: IpAddr) -> u32 {
+        self.state
+            .backends()
+            .find(|(_, a)| *a == addr)
+            .expect("a configured backend")
+            .0
     }
 
     pub fn outer_src(&self, backend: IpAddr, hash: u32) -> IpAddr {

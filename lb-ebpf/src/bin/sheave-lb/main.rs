@@ -35,12 +35,14 @@ fn balance(ctx: &XdpContext) -> u32 {
         return stats::pass(Stat::PassNoVip);
     };
     let frame_len = (ETH_HLEN + pkt.ip_len as usize) as u64;
-    stats::vip_packet(vip.vip_id, frame_len);
-
     let choice = match schedule::pick(&pkt, &vip) {
         Ok(choice) => choice,
-        Err(why) => return stats::drop(why),
+        Err(why) => {
+            stats::vip_packet(vip.vip_id, frame_len, false);
+            return stats::drop(why);
+        }
     };
+    stats::vip_packet(vip.vip_id, frame_len, choice.new_flow);
     let Some(cfg) = lookup::config() else {
         return stats::drop(Stat::DropEncap);
     };
@@ -62,7 +64,7 @@ fn balance(ctx: &XdpContext) -> u32 {
     );
     stats::outcome(outcome);
     if action != xdp_action::XDP_DROP {
-        stats::backend_packet(choice.backend_id, frame_len);
+        stats::backend_packet(choice.backend_id, frame_len, choice.new_flow);
     }
     action
 }

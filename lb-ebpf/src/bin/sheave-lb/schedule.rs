@@ -18,6 +18,8 @@ pub struct Choice {
     pub backend_id: u32,
     pub backend: Backend,
     pub hash: u32,
+    /// Scheduled on the ring now (not from the flow table).
+    pub new_flow: bool,
 }
 
 #[inline(always)]
@@ -30,6 +32,7 @@ pub fn pick(pkt: &Packet, vip: &VipMeta) -> Result<Choice, Stat> {
                 backend_id: state.backend_id,
                 backend,
                 hash: state.hash,
+                new_flow: false,
             });
         }
         stats::event(Stat::FlowStale);
@@ -53,6 +56,7 @@ pub fn pick(pkt: &Packet, vip: &VipMeta) -> Result<Choice, Stat> {
         backend_id,
         backend,
         hash,
+        new_flow: true,
     })
 }
 

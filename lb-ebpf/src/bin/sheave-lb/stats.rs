@@ -1,6 +1,6 @@
 //! Per-CPU counters: one outcome per packet, plus per-VIP and per-backend traffic.
-use aya_ebpf::bindings::xdp_action;
-use lb_common::stats::Stat;
+use aya_ebpf::{bindings::xdp_action, maps::PerCpuArray};
+use lb_common::stats::{Counter, Stat};
 
 use crate::maps::{BACKEND_STATS, GLOBAL_STATS, VIP_STATS};
 
@@ -30,22 +30,25 @@ pub fn drop(stat: Stat) -> u32 {
     xdp_action::XDP_DROP
 }
 
+/// Count a VIP packet, and the new flow it starts if it was scheduled on the ring.
 #[inline(always)]
-pub fn vip_packet(vip_id: u32, bytes: u64) {
-    if let Some(c) = VIP_STATS.get_ptr_mut(vip_id) {
-        unsafe {
-            (*c).packets += 1;
-            (*c).bytes += bytes;
-        }
-    }
+pub fn vip_packet(vip_id: u32, bytes: u64, new_flow: bool) {
+    add(&VIP_STATS, vip_id, bytes, new_flow)
+}
+
+/// Count a packet sent to a backend, and the new flow it starts.
+#[inline(always)]
+pub fn backend_packet(backend_id: u32, bytes: u64, new_flow: bool) {
+    add(&BACKEND_STATS, backend_id, bytes, new_flow)
 }
 
 #[inline(always)]
-pub fn backend_packet(backend_id: u32, bytes: u64) {
-    if let Some(c) = BACKEND_STATS.get_ptr_mut(backend_id) {
+fn add(map: &PerCpuArray<Counter>, index: u32, bytes: u64, new_flow: bool) {
+    if let Some(c) = map.get_ptr_mut(index) {
         unsafe {
             (*c).packets += 1;
             (*c).bytes += bytes;
+            (*c).new_flows += new_flow as u64;
         }
     }
 }

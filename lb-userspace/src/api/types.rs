@@ -1,0 +1,184 @@
+//! Request and response bodies of the API, shared by `sheaved` and the `sheave` CLI.
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+};
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Protocol;
+
+/// A VIP as named in paths and on the command line: `tcp/198.18.100.1/80`; the CLI also takes
+/// `tcp 198.18.100.1:80` forms through [`VipRef::from_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipRef {
+    pub protocol: Protocol,
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+impl VipRef {
+    pub fn path(&self) -> String {
+        format!("/v1/vips/{}/{}/{}", self.protocol, self.address, self.port)
+    }
+}
+
+impl fmt::Display for VipRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            self.protocol,
+            SocketAddr::new(self.address, self.port)
+        )
+    }
+}
+
+impl FromStr for VipRef {
+    type Err = anyhow::Error;
+    /// `tcp:198.18.100.1:80`, `udp:[2001:db8::1]:53`.
+    fn from_str(s: &str) -> Result<VipRef> {
+        let Some((proto, addr)) = s.split_once(':') else {
+            bail!(
+                "{s:?}: expected PROTO:ADDR:PORT, e.g. tcp:192.0.2.10:80 or udp:[2001:db8::1]:53"
+            );
+        };
+        let protocol: Protocol = proto.parse()?;
+        let Ok(sa) = addr.parse::<SocketAddr>() else {
+            bail!("{addr:?} is not ADDR:PORT (IPv6: [ADDR]:PORT)");
+        };
+        Ok(VipRef {
+            protocol,
+            address: sa.ip(),
+            port: sa.port(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddVip {
+    #[serde(flatten)]
+    pub vip: VipRef,
+    /// Maglev table size (prime); default 65537.
+    #[serde(default)]
+    pub ring_size: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddBackend {
+    pub address: IpAddr,
+    /// 0-65535, default 100.
+    #[serde(default)]
+    pub weight: Option<u16>,
+}
+
+/// Change a backend of a VIP; absent fields stay as they are.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBackend {
+    #[serde(default)]
+    pub weight: Option<u16>,
+    /// true: no new flows, established flows stay; false: back to normal.
+    #[serde(default)]
+    pub draining: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VipView {
+    pub name: String,
+    #[serde(flatten)]
+    pub vip: VipRef,
+    pub id: u32,
+    pub ring_size: u32,
+    /// Rings published since the daemon started.
+    pub ring_rebuilds: u64,
+    pub backends: Vec<BackendView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackendView {
+    pub address: IpAddr,
+    pub id: u32,
+    pub weight: u16,
+    /// `up`, `draining` (operator drain) or `weight-0`.
+    pub state: String,
+    /// Fraction of the VIP's ring slots (new flows) this backend gets.
+    pub ring_share: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub interface: String,
+    pub xdp_mode: String,
+    pub uptime_seconds: u64,
+    pub vips: Vec<VipView>,
+}
+
+/// Counters since load, and rates over the last sampling interval.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrafficView {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+    pub packets_per_second: f64,
+    pub bits_per_second: f64,
+    pub new_flows_per_second: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsView {
+    /// Length of the interval the rates cover (0 before the second sample).
+    pub interval_seconds: f64,
+    /// By VIP name.
+    pub vips: BTreeMap<String, TrafficView>,
+    /// By backend address.
+    pub backends: BTreeMap<String, TrafficView>,
+    /// Packet outcomes and flow-table events (`tx`, `pass_no_vip`, `flow_hit`, ...).
+    pub events: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    pub protocol: Protocol,
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplainView {
+    pub flow: String,
+    pub vip: String,
+    pub backend: Option<IpAddr>,
+    pub backend_id: Option<u32>,
+    /// `flow-table` (established flow), `ring` (a new flow would be scheduled) or `none`.
+    pub source: String,
+    pub hash: u32,
+    pub slot: u32,
+    pub ring_size: u32,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRequest {
+    /// The configuration file's text (TOML).
+    pub toml: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiffView {
+    /// One line per change, e.g. `+ backend 198.18.0.24 (weight 100) to tcp 198.18.100.1:80`.
+    pub changes: Vec<String>,
+    pub applied: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

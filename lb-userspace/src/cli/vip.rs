@@ -1,0 +1,58 @@
+//! `sheave vip add|del|list|show`.
+use clap::Subcommand;
+use hyper::Method;
+
+use super::{Failure, Global, api_call::show, show::print_vip};
+use crate::api::types::{AddVip, VipRef, VipView};
+
+#[derive(Subcommand)]
+pub enum VipCommand {
+    /// Add a VIP (no backends yet: add them with `sheave backend add`).
+    ///
+    /// Example: sheave vip add tcp:192.0.2.10:80 --ring-size 65537
+    Add {
+        /// PROTO:ADDR:PORT, e.g. tcp:192.0.2.10:80 or udp:[2001:db8::10]:53.
+        vip: VipRef,
+        /// Maglev table size, a prime (default 65537; larger tables balance many backends
+        /// better).
+        #[arg(long, value_name = "M")]
+        ring_size: Option<u32>,
+    },
+    /// Remove a VIP: its packets go to the kernel from then on.
+    Del { vip: VipRef },
+    /// List VIPs and their backends.
+    List,
+    /// Show one VIP.
+    Show { vip: VipRef },
+}
+
+pub fn run(g: &Global, cmd: VipCommand) -> Result<(), Failure> {
+    match cmd {
+        VipCommand::Add { vip, ring_size } => {
+            let body = AddVip { vip, ring_size };
+            show(g, Method::POST, "/v1/vips", Some(&body), |v: &VipView| {
+                println!("added VIP {} (ring size {})", v.name, v.ring_size)
+            })
+        }
+        VipCommand::Del { vip } => show(
+            g,
+            Method::DELETE,
+            &vip.path(),
+            None::<&()>,
+            |v: &VipView| println!("removed VIP {}", v.name),
+        ),
+        VipCommand::List => show(
+            g,
+            Method::GET,
+            "/v1/vips",
+            None::<&()>,
+            |vs: &Vec<VipView>| {
+                if vs.is_empty() {
+                    println!("no VIPs");
+                }
+                vs.iter().for_each(print_vip)
+            },
+        ),
+        VipCommand::Show { vip } => show(g, Method::GET, &vip.path(), None::<&()>, print_vip),
+    }
+}

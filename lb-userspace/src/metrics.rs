@@ -1,0 +1,192 @@
+//! Prometheus metrics (text exposition via the `prometheus` crate).
+//!
+//! Data-plane counters live in per-CPU maps; at each scrape they are summed over CPUs and exposed
+//! as counters built for that scrape (so values are exactly the kernel's). API request counts and
+//! build info live in a long-lived registry.
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::{control::stats::Sample, state::State};
+
+/// Metrics the daemon itself maintains.
+pub struct ApiMetrics {
+    registry: Registry,
+    /// `sheave_api_requests_total{endpoint, result}`.
+    pub requests: IntCounterVec,
+}
+
+impl ApiMetrics {
+    pub fn new() -> ApiMetrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "sheave_api_requests_total",
+                "API requests by endpoint and result",
+            ),
+            &["endpoint", "result"],
+        )
+        .expect("valid metric");
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "sheave_build_info",
+                "Always 1; labels say which build is running",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("unique");
+        registry.register(Box::new(build)).expect("unique");
+        ApiMetrics { registry, requests }
+    }
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique");
+    g
+}
+
+/// Which XDP action an outcome counter stands for, and why.
+fn action_reason(stat: &str) -> Option<(&'static str, &str)> {
+    if let Some(r) = stat.strip_prefix("pass_") {
+        Some(("pass", r))
+    } else if let Some(r) = stat.strip_prefix("drop_") {
+        Some(("drop", r))
+    } else if stat == "tx" {
+        Some(("tx", "forwarded"))
+    } else if stat == "redirect" {
+        Some(("redirect", "forwarded"))
+    } else {
+        None
+    }
+}
+
+/// The full exposition: data-plane counters from `sample`, state gauges, API metrics.
+pub fn render(api: &ApiMetrics, state: &State, sample: &Sample) -> String {
+    let r = Registry::new();
+    let vip_packets = counter(
+        &r,
+        "sheave_vip_packets_total",
+        "Packets received for a VIP",
+        &["vip"],
+    );
+    let vip_bytes = counter(
+        &r,
+        "sheave_vip_bytes_total",
+        "Bytes received for a VIP (Ethernet frames)",
+        &["vip"],
+    );
+    let vip_flows = counter(
+        &r,
+        "sheave_vip_new_flows_total",
+        "Flows scheduled on a VIP's ring",
+        &["vip"],
+    );
+    let be_packets = counter(
+        &r,
+        "sheave_backend_packets_total",
+        "Packets forwarded to a backend",
+        &["backend"],
+    );
+    let be_bytes = counter(
+        &r,
+        "sheave_backend_bytes_total",
+        "Bytes forwarded to a backend (before encapsulation)",
+        &["backend"],
+    );
+    let be_flows = counter(
+        &r,
+        "sheave_backend_new_flows_total",
+        "New flows scheduled to a backend",
+        &["backend"],
+    );
+    let lookups = counter(
+        &r,
+        "sheave_flow_table_lookups_total",
+        "Flow-table lookups by result",
+        &["result"],
+    );
+    let xdp = counter(
+        &r,
+        "sheave_xdp_packets_total",
+        "Packets by XDP action and reason",
+        &["action", "reason"],
+    );
+    let rebuilds = counter(
+        &r,
+        "sheave_ring_rebuilds_total",
+        "Maglev rings published per VIP",
+        &["vip"],
+    );
+    let weight = gauge(
+        &r,
+        "sheave_backend_weight",
+        "Configured weight of a backend in a VIP",
+        &["vip", "backend"],
+    );
+    let bstate = gauge(
+        &r,
+        "sheave_backend_state",
+        "1 for the state a backend is in, per VIP",
+        &["vip", "backend", "state"],
+    );
+
+    for v in &state.vips {
+        let name = v.spec.name();
+        let c = sample.vips.get(&v.id).copied().unwrap_or_default();
+        vip_packets.with_label_values(&[&name]).inc_by(c.packets);
+        vip_bytes.with_label_values(&[&name]).inc_by(c.bytes);
+        vip_flows.with_label_values(&[&name]).inc_by(c.new_flows);
+        rebuilds.with_label_values(&[&name]).inc_by(v.rebuilds);
+        for m in &v.members {
+            let addr = state.backend_address(m.backend_id).to_string();
+            weight
+                .with_label_values(&[&name, &addr])
+                .set(m.weight as i64);
+            for s in ["up", "draining"] {
+                let on = (s == "draining") == m.draining;
+                bstate.with_label_values(&[&name, &addr, s]).set(on as i64);
+            }
+        }
+    }
+    for (id, addr) in state.backends() {
+        let c = sample.backends.get(&id).copied().unwrap_or_default();
+        let a = addr.to_string();
+        be_packets.with_label_values(&[&a]).inc_by(c.packets);
+        be_bytes.with_label_values(&[&a]).inc_by(c.bytes);
+        be_flows.with_label_values(&[&a]).inc_by(c.new_flows);
+    }
+    for (name, value) in lb_common::stats::STAT_NAMES.iter().zip(sample.events) {
+        if let Some(result) = name.strip_prefix("flow_") {
+            lookups.with_label_values(&[result]).inc_by(value);
+        } else if let Some((action, reason)) = action_reason(name) {
+            xdp.with_label_values(&[action, reason]).inc_by(value);
+        }
+    }
+    let mut families = r.gather();
+    families.extend(api.registry.gather());
+    TextEncoder::new()
+        .encode_to_string(&families)
+        .expect("text encoding cannot fail for valid families")
+}
+
+/// When the maps cannot be read: at least the daemon's own metrics.
+pub fn render_api_only(api: &ApiMetrics) -> String {
+    TextEncoder::new()
+        .encode_to_string(&api.registry.gather())
+        .expect("text encoding cannot fail for valid families")
+}
