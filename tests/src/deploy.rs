@@ -62,9 +62,15 @@ impl Deployment {
 
     /// Start everything and wait until `sheaved` says it is ready and every server listens.
     pub fn start(lab: &Lab) -> Result<Deployment> {
+        Deployment::start_with_config(lab, &lb_config(lab))
+    }
+
+    /// Like [`Deployment::start`] with another `sheaved` configuration (its VIPs must use the
+    /// lab's VIP addresses, which the backends decapsulate and serve).
+    pub fn start_with_config(lab: &Lab, config_text: &str) -> Result<Deployment> {
         sweep_stale_pins();
         let config = lab.dir().join("sheave.toml");
-        std::fs::write(&config, lb_config(lab))?;
+        std::fs::write(&config, config_text)?;
         // veth hands the lb's XDP_TX frames only to a peer running an XDP program.
         let pass_dir = pin_root().join(format!("{}-sw-pass", lab.prefix()));
         let port = format!("p-{}", lab.lb().name);
