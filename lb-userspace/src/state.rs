@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::{BackendRef, Config, DataplaneOptions, MAX_RING_SIZE, Protocol, Vip, is_prime},
     maglev,
-    wire::{Prefix, family, ip_words, vip_key},
+    wire::{Prefix, family, ip_words, vip_key, vip_name},
 };
 
 /// Why an operation was refused: callers (the API) map the kind to a status.
@@ -210,16 +210,13 @@ impl State {
     }
 
     pub fn vip(&self, key: &VipKey) -> Result<&VipState, StateError> {
-        match self.vips.iter().find(|v| v.key == *key) {
-            Some(v) => Ok(v),
-            None => err(ErrorKind::NotFound, "no such VIP"),
-        }
+        self.vip_index(key).map(|i| &self.vips[i])
     }
 
     fn vip_index(&self, key: &VipKey) -> Result<usize, StateError> {
         match self.vips.iter().position(|v| v.key == *key) {
             Some(i) => Ok(i),
-            None => err(ErrorKind::NotFound, "no such VIP"),
+            None => err(ErrorKind::NotFound, format!("no VIP {}", vip_name(key))),
         }
     }
 

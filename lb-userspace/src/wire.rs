@@ -46,6 +46,17 @@ pub fn vip_key(addr: IpAddr, port: u16, proto: Protocol) -> VipKey {
     }
 }
 
+/// How operators name a VIP: `tcp 198.18.100.1:80`, `udp [2001:db8::1]:53`.
+pub fn vip_name(key: &VipKey) -> String {
+    let proto = match key.proto {
+        lb_common::vip::IPPROTO_TCP => "tcp",
+        lb_common::vip::IPPROTO_UDP => "udp",
+        _ => "proto?",
+    };
+    let addr = words_ip(&key.addr, key.family);
+    format!("{proto} {}", SocketAddr::new(addr, u16::from_be(key.port)))
+}
+
 /// The flow-table key (and hash input) of a packet from `src` to `dst`.
 pub fn flow_key(proto: Protocol, src: SocketAddr, dst: SocketAddr) -> Result<FlowKey> {
     ensure!(

@@ -118,6 +118,21 @@ impl Deployment {
         Ok(d)
     }
 
+    /// Stop `sheaved` (SIGTERM) and start it again with the same configuration, as an operator
+    /// restarting the service would.
+    pub fn restart_sheaved(&mut self, lab: &Lab) -> Result<()> {
+        if let Some(mut p) = self.sheaved.take() {
+            p.signal(libc::SIGTERM)?;
+            match p.wait_timeout(Duration::from_secs(10)) {
+                Some(st) if st.success() => {}
+                other => bail!("sheaved did not stop cleanly ({other:?}):\n{}", p.log()),
+            }
+        }
+        let config = lab.dir().join("sheave.toml");
+        self.sheaved = Some(start_sheaved(lab.lb(), &config, lab.dir())?);
+        Ok(())
+    }
+
     /// Detach the decap programs and stop `sheaved` (SIGTERM: it detaches its program).
     pub fn stop(mut self) -> Result<()> {
         self.stop_inner()

@@ -22,7 +22,7 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The flow: `tcp 198.51.100.7:40000 -> 192.0.2.10:80` (quote the arrow, or omit it).
-    #[arg(value_name = "FLOW", num_args = 3..=4, required = true)]
+    #[arg(value_name = "FLOW", num_args = 3..=4, required = true, allow_hyphen_values = true)]
     pub flow: Vec<String>,
 }
 

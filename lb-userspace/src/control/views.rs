@@ -19,10 +19,7 @@ impl Control {
         let vip = self
             .state
             .vip(&vip_key(v.address, v.port, v.protocol))
-            .map_err(|_| ApiError {
-                status: 404,
-                message: format!("no VIP {v}"),
-            })?;
+            .map_err(ApiError::from)?;
         Ok(self.vip_view(vip))
     }
 
