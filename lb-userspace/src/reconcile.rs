@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use lb_common::{backend::BACKEND_F_VALID, config::DataplaneConfig};
 
 use crate::{
-    dataplane::Dataplane,
+    dataplane::{Dataplane, Maps},
     state::{Pending, State, VipState},
 };
 
@@ -68,7 +68,7 @@ fn write(
 
 /// Write `ring` into the VIP's inactive half and flip the VIP to it. Packets read the VIP entry
 /// once, so each sees the old ring or the new one in full.
-pub fn publish_ring(dp: &mut Dataplane, vip: &mut VipState, ring: &[u32]) -> Result<()> {
+pub fn publish_ring(dp: &mut Maps, vip: &mut VipState, ring: &[u32]) -> Result<()> {
     let half = match vip.active {
         Some(h) => 1 - h,
         None => 0,

@@ -4,6 +4,7 @@ pub mod attach;
 pub mod decap;
 pub mod objects;
 pub mod pinned;
+pub mod rings;
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
@@ -40,18 +41,37 @@ impl Default for LoadOptions {
     }
 }
 
-/// The loaded load-balancer program and its maps.
+/// The loaded load-balancer program and its maps. Map access is on [`Maps`] (reachable through
+/// `Deref`), so the program and the maps can be borrowed apart (see [`Dataplane::split`]).
 pub struct Dataplane {
     ebpf: Ebpf,
+    maps: Maps,
+    attachment: Option<attach::Attachment>,
+}
+
+/// Typed access to the load balancer's maps.
+pub struct Maps {
     vips: HashMap<MapData, VipKey, VipMeta>,
     backends: Array<MapData, Backend>,
-    rings: Array<MapData, u32>,
+    rings: rings::RingMemory,
     flows: HashMap<MapData, FlowKey, FlowState>,
     config: Array<MapData, DataplaneConfig>,
     vip_stats: PerCpuArray<MapData, Counter>,
     backend_stats: PerCpuArray<MapData, Counter>,
     global_stats: PerCpuArray<MapData, u64>,
-    attachment: Option<attach::Attachment>,
+}
+
+impl std::ops::Deref for Dataplane {
+    type Target = Maps;
+    fn deref(&self) -> &Maps {
+        &self.maps
+    }
+}
+
+impl std::ops::DerefMut for Dataplane {
+    fn deref_mut(&mut self) -> &mut Maps {
+        &mut self.maps
+    }
 }
 
 impl Dataplane {
@@ -65,18 +85,30 @@ impl Dataplane {
         program(&mut ebpf)?
             .load()
             .context("the kernel refused Sheave's XDP program")?;
-        Ok(Dataplane {
+        let rings = ebpf
+            .take_map("RINGS")
+            .ok_or_else(|| anyhow!("map RINGS missing from the object"))?;
+        let maps = Maps {
             vips: take(&mut ebpf, "VIPS")?,
             backends: take(&mut ebpf, "BACKENDS")?,
-            rings: take(&mut ebpf, "RINGS")?,
+            rings: rings::RingMemory::new(rings, opts.ring_slots.max(1))?,
             flows: take(&mut ebpf, "FLOWS")?,
             config: take(&mut ebpf, "CONFIG")?,
             vip_stats: take(&mut ebpf, "VIP_STATS")?,
             backend_stats: take(&mut ebpf, "BACKEND_STATS")?,
             global_stats: take(&mut ebpf, "GLOBAL_STATS")?,
+        };
+        Ok(Dataplane {
             ebpf,
+            maps,
             attachment: None,
         })
+    }
+
+    /// The program and the maps, borrowed separately (e.g. to run packets on one thread while
+    /// another publishes rings).
+    pub fn split(&mut self) -> Result<(&mut Xdp, &mut Maps)> {
+        Ok((program(&mut self.ebpf)?, &mut self.maps))
     }
 
     /// The program, e.g. for BPF_PROG_TEST_RUN.
@@ -102,7 +134,9 @@ impl Dataplane {
         }
         Ok(())
     }
+}
 
+impl Maps {
     pub fn set_config(&mut self, cfg: &DataplaneConfig) -> Result<()> {
         self.config.set(0, cfg, 0).context("writing CONFIG")
     }
@@ -114,12 +148,12 @@ impl Dataplane {
     }
 
     pub fn write_ring(&mut self, base: u32, ring: &[u32]) -> Result<()> {
-        for (i, id) in ring.iter().enumerate() {
-            self.rings
-                .set(base + i as u32, id, 0)
-                .with_context(|| format!("writing ring slot {}", base as usize + i))?;
-        }
-        Ok(())
+        self.rings.write(base, ring)
+    }
+
+    /// Ring slots as the data plane sees them.
+    pub fn read_ring(&self, base: u32, len: usize) -> Vec<u32> {
+        self.rings.read(base, len)
     }
 
     pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()> {

@@ -7,6 +7,7 @@ mod cases_decap;
 mod cases_forward;
 mod cases_pass;
 mod cases_state;
+mod cases_swap;
 mod lb;
 mod netns;
 mod packets;
@@ -33,6 +34,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(cases_forward::trials(fx0));
     trials.extend(cases_pass::trials(fx0));
     trials.extend(cases_state::trials(fx0));
+    trials.extend(cases_swap::trials(fx0));
     trials.extend(cases_decap::trials());
     trials.extend(parity::trials(fx0));
     let conclusion = libtest_mimic::run(&args, trials);

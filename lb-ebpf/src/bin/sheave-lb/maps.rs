@@ -22,8 +22,9 @@ pub static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(MAX_VIPS, 
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 
 /// All VIPs' Maglev rings (two halves each), holding backend ids; see `VipMeta::ring_base`.
+/// Memory-mappable: the daemon writes a new ring with one copy instead of a syscall per slot.
 #[map]
-pub static RINGS: Array<u32> = Array::with_max_entries(DEFAULT_RING_SLOTS, 0);
+pub static RINGS: Array<u32> = Array::with_max_entries(DEFAULT_RING_SLOTS, BPF_F_MMAPABLE);
 
 /// 5-tuple → backend. An LRU so the oldest idle flows make room under pressure; one LRU list per
 /// CPU (BPF_F_NO_COMMON_LRU) so CPUs do not contend on a shared list lock.
@@ -46,3 +47,4 @@ pub static BACKEND_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(M
 pub static GLOBAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 
 const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
+const BPF_F_MMAPABLE: u32 = 1 << 10;

@@ -1,0 +1,143 @@
+//! Ring swaps are atomic for packets: while one thread publishes new rings (the daemon's own
+//! `publish_ring`), packets on another only ever see a whole old table or a whole new one.
+//! And a change rebuilds only the rings of the VIPs it touches.
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use anyhow::{Result, ensure};
+use lb_common::hash::{flow_hash, ring_slot};
+use lb_userspace::{config::Protocol::Tcp, reconcile, wire::flow_key};
+use libtest_mimic::Trial;
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+
+use crate::{
+    lb::{Ingress, Lb, run_program},
+    packets::{self, Tcp as F},
+    trial,
+};
+
+/// Backend 198.18.2.(i+1) has index i: a packet's backend decodes to a table version.
+///
+/// Backends 198.18.2.1..=64 (no neighbour entries: packets go to the kernel, still encapsulated,
+/// which is all this test reads).
+const BACKENDS: u32 = 64;
+const VERSIONS: u32 = 60;
+/// The largest ring: writing one takes long enough (about a millisecond) that packets keep
+/// landing in the middle of writes, which is where a non-atomic swap would show.
+const RING_SIZE: u32 = lb_userspace::config::MAX_RING_SIZE;
+
+fn config() -> String {
+    let mut s = String::from(
+        "[dataplane]\nflow_table_size = 65536\nencap_source_v4 = \"198.18.200.0/24\"\n\n\
+         [[vip]]\naddress = \"198.18.100.1\"\nport = 80\nprotocol = \"tcp\"\n",
+    );
+    s += &format!("ring_size = {RING_SIZE}\n");
+    for i in 1..=BACKENDS {
+        s += &format!("[[vip.backend]]\naddress = \"198.18.2.{i}\"\n");
+    }
+    s + "\n[[vip]]\naddress = \"198.18.100.2\"\nport = 80\nprotocol = \"tcp\"\n\
+         ring_size = 13\n[[vip.backend]]\naddress = \"198.18.1.11\"\n"
+}
+
+pub fn trials(fx0: u32) -> Vec<Trial> {
+    vec![
+        trial(
+            "ring/packets-during-swaps-see-a-whole-old-or-new-table",
+            move || swaps(fx0),
+        ),
+        trial(
+            "ring/a-change-rebuilds-only-the-vips-it-touches",
+            move || {
+                let mut lb = Lb::with_config(fx0, &config())?;
+                let before: Vec<u64> = lb.state.vips.iter().map(|v| v.rebuilds).collect();
+                let key = lb.state.vips[0].key;
+                lb.state
+                    .update_member(&key, "198.18.2.7".parse()?, Some(5), None)?;
+                lb.sync()?;
+                ensure!(lb.state.vips[0].rebuilds == before[0] + 1);
+                ensure!(
+                    lb.state.vips[1].rebuilds == before[1],
+                    "an untouched VIP was rebuilt"
+                );
+                Ok(())
+            },
+        ),
+    ]
+}
+
+fn swaps(fx0: u32) -> Result<()> {
+    let mut lb = Lb::with_config(fx0, &config())?;
+    let size = lb.state.vips[0].spec.ring_size;
+    let ids: Vec<u32> = (1..=BACKENDS)
+        .map(|i| lb.backend_id(IpAddr::V4(Ipv4Addr::new(198, 18, 2, i as u8))))
+        .collect();
+    // Version k puts backend index (k + slot) mod 64 in every slot: from one packet's slot and
+    // backend the table version it read follows; a table mixing versions would show as a
+    // version going backwards between packets.
+    let ring = |k: u32| -> Vec<u32> {
+        (0..size)
+            .map(|s| ids[((k + s) % BACKENDS) as usize])
+            .collect()
+    };
+    let published = AtomicU32::new(0);
+    let first = ring(0);
+    reconcile::publish_ring(&mut lb.dp, &mut lb.state.vips[0], &first)?;
+    let (prog, maps) = lb.dp.split()?;
+    let vip_state = &mut lb.state.vips[0];
+    let mut seen = Vec::new();
+    std::thread::scope(|s| -> Result<()> {
+        let writer = s.spawn(|| -> Result<()> {
+            for k in 1..=VERSIONS {
+                reconcile::publish_ring(maps, vip_state, &ring(k))?;
+                published.store(k, Ordering::SeqCst);
+            }
+            Ok(())
+        });
+        let mut rng = SmallRng::seed_from_u64(7);
+        let vip: SocketAddr = "198.18.100.1:80".parse()?;
+        let mut last = 0;
+        // Keep sending until the writer is done (bounded: it publishes a fixed count).
+        for _ in 0..2_000_000 {
+            let done = published.load(Ordering::SeqCst);
+            let c = SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::from(rng.random::<u32>())),
+                rng.random(),
+            );
+            let input = packets::tcp(c, vip, F::Syn, b"");
+            let slot = ring_slot(flow_hash(&flow_key(Tcp, c, vip)?), size);
+            let (_, out) = run_program(prog, &input, Ingress::Lo, 0)?;
+            ensure!(out.len() >= 34, "not encapsulated");
+            let backend = IpAddr::V4(Ipv4Addr::new(out[30], out[31], out[32], out[33]));
+            let version = (index_of_addr(backend) + BACKENDS - slot % BACKENDS) % BACKENDS;
+            let after = published.load(Ordering::SeqCst);
+            ensure!(
+                version >= done && version <= after + 1 && version >= last,
+                "packet read table version {version} (published before: {done}, after: {after}, \
+                 previous packet: {last}): a torn or stale ring"
+            );
+            last = version;
+            seen.push(version);
+            if done == VERSIONS {
+                break;
+            }
+        }
+        writer.join().expect("writer thread")?;
+        Ok(())
+    })?;
+    let distinct: std::collections::BTreeSet<u32> = seen.iter().copied().collect();
+    ensure!(
+        distinct.len() > VERSIONS as usize / 2,
+        "packets overlapped only {} of {VERSIONS} swaps: the test did not exercise concurrency",
+        distinct.len()
+    );
+    Ok(())
+}
+
+fn index_of_addr(addr: IpAddr) -> u32 {
+    let IpAddr::V4(a) = addr else {
+        unreachable!("IPv4 backends")
+    };
+    a.octets()[3] as u32 - 1
+}
