@@ -32,12 +32,13 @@ const BUILD_PKGS: [&str; 4] = [
     "zlib1g-dev",
     "libzstd-dev",
 ];
-/// What the lab and the tests run: ip, ethtool, nsenter, sysctl/pkill.
-const LAB_PKGS: [&str; 4] = ["iproute2", "ethtool", "util-linux", "procps"];
+/// What the lab and the tests run: ip, ethtool, nsenter, sysctl/pkill, and the Prometheus
+/// server that scrapes `sheaved` in the metrics lab test (tests/tests/lab_metrics.rs).
+const LAB_PKGS: [&str; 5] = ["iproute2", "ethtool", "util-linux", "procps", "prometheus"];
 /// Handy for looking at programs and maps by hand; installed when available, never required.
 const OPTIONAL_PKGS: [&str; 1] = ["bpftool"];
 /// The programs behind LAB_PKGS, checked on systems without dpkg.
-const LAB_PROGRAMS: [&str; 4] = ["ip", "ethtool", "nsenter", "sysctl"];
+const LAB_PROGRAMS: [&str; 5] = ["ip", "ethtool", "nsenter", "sysctl", "prometheus"];
 /// aya-build 0.2.1 needs rustc 1.98; Cargo.lock must keep 0.2.0.
 const AYA_BUILD_VERSION: &str = "0.2.0";
 
@@ -97,7 +98,7 @@ fn lab_tools(apt: &mut Apt) -> Result<()> {
         } else {
             warn(&format!(
                 "lab programs missing: {}; install them (iproute2, ethtool, util-linux, \
-                 procps) to run the tests and the demo",
+                 procps, prometheus) to run the tests and the demo",
                 missing.join(" ")
             ));
         }
