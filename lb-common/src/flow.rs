@@ -23,7 +23,13 @@ pub struct FlowState {
     /// The flow's hash, kept so a flow-table hit does not hash again (the outer source address of
     /// the encapsulation is derived from it).
     pub hash: u32,
+    /// `FLOW_F_*` bits.
+    pub flags: u32,
 }
+
+/// The TCP connection sent FIN or RST: a later SYN on the same tuple is a new connection and is
+/// scheduled afresh instead of following the old one.
+pub const FLOW_F_CLOSING: u32 = 1;
 
 impl FlowKey {
     /// The key's bytes, exactly as the hash and the kernel's map see them.

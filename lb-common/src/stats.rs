@@ -45,9 +45,20 @@ pub enum Stat {
     FlowMiss = 12,
     /// Flow-table hit on a removed backend: rescheduled.
     FlowStale = 13,
+    /// ICMP/ICMPv6 echo request to a VIP address, answered by the load balancer.
+    TxEchoReply = 14,
+    /// IP fragment to a VIP address: without ports it cannot reach the right backend, and the
+    /// kernel has nowhere to deliver it (clients do path MTU discovery: VIP traffic is not
+    /// fragmented in practice).
+    DropFragment = 15,
+    /// ICMP error about a VIP flow, forwarded to the flow's backend (also counted as tx or
+    /// redirect).
+    IcmpErrorToBackend = 16,
+    /// A SYN on a closed flow's tuple: a new connection, rescheduled.
+    FlowReopened = 17,
 }
 
-pub const STAT_COUNT: u32 = 14;
+pub const STAT_COUNT: u32 = 18;
 
 /// Metric-friendly names, indexed by `Stat as usize`.
 pub const STAT_NAMES: [&str; STAT_COUNT as usize] = [
@@ -65,6 +76,10 @@ pub const STAT_NAMES: [&str; STAT_COUNT as usize] = [
     "flow_hit",
     "flow_miss",
     "flow_stale",
+    "tx_echo_reply",
+    "drop_fragment",
+    "icmp_error_to_backend",
+    "flow_reopened",
 ];
 
 /// Indices of the decap program's `DECAP_STATS`.

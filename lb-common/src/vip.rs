@@ -31,5 +31,11 @@ pub struct VipMeta {
     pub ring_base: u32,
 }
 
+/// A `VIPS` entry with `proto` 0 and `port` 0 marks an address that has VIPs: the program
+/// answers ICMP echo requests to it and drops fragments sent to it.
+pub const VIP_ADDRESS_PROTO: u8 = 0;
+/// Flag of such an address entry's value.
+pub const VIP_F_ADDRESS: u32 = 1;
+
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;

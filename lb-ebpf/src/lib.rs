@@ -10,6 +10,7 @@ pub mod csum;
 pub mod decap;
 pub mod encap;
 pub mod headers;
+pub mod icmp;
 pub mod packet;
 pub mod parse;
 pub mod transmit;

@@ -110,7 +110,9 @@ mod tests {
     /// table has at least 100 slots per backend (per unit of the smallest weight).
     #[test]
     fn shares_are_within_one_percent_of_weight_shares() {
-        let cases: [(u32, u32, fn(u32) -> u32); 5] = [
+        // (N, M, weight of backend i)
+        type Case = (u32, u32, fn(u32) -> u32);
+        let cases: [Case; 5] = [
             (10, 1009, |_| 1),
             (100, 10007, |_| 1),
             (10, 65537, |_| 1),

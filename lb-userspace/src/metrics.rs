@@ -66,6 +66,8 @@ fn action_reason(stat: &str) -> Option<(&'static str, &str)> {
         Some(("pass", r))
     } else if let Some(r) = stat.strip_prefix("drop_") {
         Some(("drop", r))
+    } else if let Some(r) = stat.strip_prefix("tx_") {
+        Some(("tx", r))
     } else if stat == "tx" {
         Some(("tx", "forwarded"))
     } else if stat == "redirect" {
@@ -132,6 +134,12 @@ pub fn render(api: &ApiMetrics, state: &State, sample: &Sample) -> String {
         "Maglev rings published per VIP",
         &["vip"],
     );
+    let icmp_errors = counter(
+        &r,
+        "sheave_icmp_errors_to_backends_total",
+        "ICMP errors about VIP flows forwarded to the flows' backends",
+        &[],
+    );
     let weight = gauge(
         &r,
         "sheave_backend_weight",
@@ -171,7 +179,9 @@ pub fn render(api: &ApiMetrics, state: &State, sample: &Sample) -> String {
         be_flows.with_label_values(&[&a]).inc_by(c.new_flows);
     }
     for (name, value) in lb_common::stats::STAT_NAMES.iter().zip(sample.events) {
-        if let Some(result) = name.strip_prefix("flow_") {
+        if *name == "icmp_error_to_backend" {
+            icmp_errors.with_label_values(&[] as &[&str]).inc_by(value);
+        } else if let Some(result) = name.strip_prefix("flow_") {
             lookups.with_label_values(&[result]).inc_by(value);
         } else if let Some((action, reason)) = action_reason(name) {
             xdp.with_label_values(&[action, reason]).inc_by(value);

@@ -57,6 +57,8 @@ fn write(
         // Already absent is fine: a retried sync may have removed it before failing later.
         let _ = dp.remove_vip(key);
     }
+    let addresses = state.vips.iter().map(|v| v.spec.address).collect();
+    dp.sync_addresses(&addresses)?;
     for &id in &p.backends {
         let value = state.backend_value(id);
         if value.flags & BACKEND_F_VALID == 0 {

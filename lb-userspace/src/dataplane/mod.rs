@@ -59,6 +59,8 @@ pub struct Maps {
     vip_stats: PerCpuArray<MapData, Counter>,
     backend_stats: PerCpuArray<MapData, Counter>,
     global_stats: PerCpuArray<MapData, u64>,
+    /// VIP addresses whose address entries are written (see `sync_addresses`).
+    addresses: std::collections::BTreeSet<std::net::IpAddr>,
 }
 
 impl std::ops::Deref for Dataplane {
@@ -97,6 +99,7 @@ impl Dataplane {
             vip_stats: take(&mut ebpf, "VIP_STATS")?,
             backend_stats: take(&mut ebpf, "BACKEND_STATS")?,
             global_stats: take(&mut ebpf, "GLOBAL_STATS")?,
+            addresses: Default::default(),
         };
         Ok(Dataplane {
             ebpf,
@@ -158,6 +161,34 @@ impl Maps {
 
     pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()> {
         self.vips.insert(key, meta, 0).context("writing VIP")
+    }
+
+    /// Make the address entries (ICMP echo answered, fragments dropped) exactly `want`.
+    pub fn sync_addresses(
+        &mut self,
+        want: &std::collections::BTreeSet<std::net::IpAddr>,
+    ) -> Result<()> {
+        let key = |a: &std::net::IpAddr| VipKey {
+            addr: crate::wire::ip_words(*a),
+            port: 0,
+            proto: lb_common::vip::VIP_ADDRESS_PROTO,
+            family: crate::wire::family(*a),
+        };
+        let value = VipMeta {
+            flags: lb_common::vip::VIP_F_ADDRESS,
+            ..VipMeta::default()
+        };
+        for a in want.difference(&self.addresses.clone()) {
+            self.vips
+                .insert(key(a), value, 0)
+                .context("writing a VIP address entry")?;
+            self.addresses.insert(*a);
+        }
+        for a in self.addresses.clone().difference(want) {
+            let _ = self.vips.remove(&key(a));
+            self.addresses.remove(a);
+        }
+        Ok(())
     }
 
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {

@@ -41,6 +41,17 @@ fn passes(fx0: u32, name: &str, stat: Stat, input: impl Fn() -> Vec<u8> + Send +
     })
 }
 
+/// A trial that checks `input` is dropped and lands in counter `stat`.
+fn drops(fx0: u32, name: &str, stat: Stat, input: impl Fn() -> Vec<u8> + Send + 'static) -> Trial {
+    trial(&format!("drop/{name}"), move || {
+        let mut lb = Lb::new(fx0)?;
+        let (action, _) = lb.run(&input(), Ingress::Lo)?;
+        ensure!(action == XDP_DROP, "action {action}");
+        ensure!(lb.stat(stat) == 1, "{stat:?} = {}", lb.stat(stat));
+        Ok(())
+    })
+}
+
 pub fn trials(fx0: u32) -> Vec<Trial> {
     let mut v = vec![
         passes(fx0, "ipv4-not-a-vip", Stat::PassNoVip, || {
@@ -60,18 +71,28 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                 b"",
             )
         }),
-        passes(fx0, "icmp-echo-to-vip", Stat::PassNoVip, || {
-            packets::icmp_echo(
-                "198.18.0.10".parse().unwrap(),
-                "198.18.100.1".parse().unwrap(),
-            )
-        }),
-        passes(fx0, "icmpv6-echo-to-vip", Stat::PassNoVip, || {
-            packets::icmp_echo(
-                "2001:db8::10".parse().unwrap(),
-                "2001:db8:100::1".parse().unwrap(),
-            )
-        }),
+        passes(
+            fx0,
+            "icmp-echo-to-a-non-vip-address",
+            Stat::PassNoVip,
+            || {
+                packets::icmp_echo(
+                    "198.18.0.10".parse().unwrap(),
+                    "198.18.100.9".parse().unwrap(),
+                )
+            },
+        ),
+        passes(
+            fx0,
+            "icmpv6-echo-to-a-non-vip-address",
+            Stat::PassNoVip,
+            || {
+                packets::icmp_echo(
+                    "2001:db8::10".parse().unwrap(),
+                    "2001:db8:100::9".parse().unwrap(),
+                )
+            },
+        ),
         passes(fx0, "arp", Stat::PassNotIp, || {
             let mut p = Vec::new();
             p.extend_from_slice(&[0xFF; 6]);
@@ -168,19 +189,66 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                 p
             },
         ),
-        passes(fx0, "ipv4-first-fragment", Stat::PassFragment, || {
-            let mut p = syn4();
-            p[20] |= 0x20; // more fragments
-            packets::fix_ipv4_checksum(&mut p);
-            p
-        }),
-        passes(fx0, "ipv4-later-fragment", Stat::PassFragment, || {
-            let mut p = syn4();
-            p[20..22].copy_from_slice(&185u16.to_be_bytes()); // offset 1480
-            packets::fix_ipv4_checksum(&mut p);
-            p
-        }),
-        passes(fx0, "ipv6-fragment", Stat::PassFragment, || {
+        passes(
+            fx0,
+            "ipv4-fragment-to-a-non-vip-address",
+            Stat::PassFragment,
+            || {
+                let mut p = packets::tcp(sa("198.18.0.10:1"), sa("198.18.100.9:80"), F::Syn, b"");
+                p[20] |= 0x20;
+                packets::fix_ipv4_checksum(&mut p);
+                p
+            },
+        ),
+        passes(
+            fx0,
+            "ipv6-too-many-extension-headers",
+            Stat::PassNoVip,
+            || packets::with_ipv6_ext_headers(&syn6(), 5),
+        ),
+        passes(
+            fx0,
+            "ipv6-fragment-to-a-non-vip-address",
+            Stat::PassFragment,
+            || {
+                let plain = packets::tcp(
+                    sa("[2001:db8::10]:1"),
+                    sa("[2001:db8:100::9]:80"),
+                    F::Syn,
+                    b"",
+                );
+                let mut p = plain[..54].to_vec();
+                p[20] = 44;
+                p.extend_from_slice(&[6, 0, 0, 1, 0, 0, 0, 42]);
+                p.extend_from_slice(&plain[54..]);
+                let len = u16::from_be_bytes([p[18], p[19]]) + 8;
+                p[18..20].copy_from_slice(&len.to_be_bytes());
+                p
+            },
+        ),
+        drops(
+            fx0,
+            "ipv4-first-fragment-to-a-vip",
+            Stat::DropFragment,
+            || {
+                let mut p = syn4();
+                p[20] |= 0x20; // more fragments
+                packets::fix_ipv4_checksum(&mut p);
+                p
+            },
+        ),
+        drops(
+            fx0,
+            "ipv4-later-fragment-to-a-vip",
+            Stat::DropFragment,
+            || {
+                let mut p = syn4();
+                p[20..22].copy_from_slice(&185u16.to_be_bytes()); // offset 1480
+                packets::fix_ipv4_checksum(&mut p);
+                p
+            },
+        ),
+        drops(fx0, "ipv6-fragment-to-a-vip", Stat::DropFragment, || {
             // Insert a fragment header (next header TCP, offset 0, more fragments).
             let plain = syn6();
             let mut p = plain[..54].to_vec();

@@ -5,6 +5,7 @@
 //! thread exists; every thread then shares it, and it disappears when the process exits.
 mod cases_decap;
 mod cases_forward;
+mod cases_icmp;
 mod cases_pass;
 mod cases_state;
 mod cases_swap;
@@ -33,6 +34,7 @@ fn main() -> std::process::ExitCode {
     let mut trials = Vec::new();
     trials.extend(cases_forward::trials(fx0));
     trials.extend(cases_pass::trials(fx0));
+    trials.extend(cases_icmp::trials(fx0));
     trials.extend(cases_state::trials(fx0));
     trials.extend(cases_swap::trials(fx0));
     trials.extend(cases_decap::trials());

@@ -60,6 +60,82 @@ pub fn icmp_echo(src: IpAddr, dst: IpAddr) -> Vec<u8> {
     out
 }
 
+/// The ICMP echo reply the load balancer should send for `icmp_echo(src, dst)`.
+pub fn icmp_echo_reply(src: IpAddr, dst: IpAddr) -> Vec<u8> {
+    let mut out = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ethernet2(LB_MAC, CLIENT_MAC)
+            .ipv4(d.octets(), s.octets(), TTL)
+            .icmpv4_echo_reply(7, 1)
+            .write(&mut out, b"ping")
+            .unwrap(),
+        (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ethernet2(LB_MAC, CLIENT_MAC)
+            .ipv6(d.octets(), s.octets(), TTL)
+            .icmpv6_echo_reply(7, 1)
+            .write(&mut out, b"ping")
+            .unwrap(),
+        _ => panic!("mixed families"),
+    }
+    out
+}
+
+/// An ICMP error from `router` to the VIP about the backend's reply `vip → client` (TCP):
+/// IPv4 "fragmentation needed" (type 3 code 4, next-hop MTU 1400) or ICMPv6 "packet too big".
+pub fn icmp_too_big(router: IpAddr, vip: SocketAddr, client: SocketAddr) -> Vec<u8> {
+    // The quoted packet: the reply's IP header and the first 8 bytes of its TCP header.
+    let reply = tcp_from(vip, client, LB_MAC, CLIENT_MAC);
+    let ip_hlen = if vip.is_ipv4() { 20 } else { 40 };
+    let quoted = &reply[14..14 + ip_hlen + 8];
+    let mut out = Vec::new();
+    let eth = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC);
+    match (router, vip.ip()) {
+        (IpAddr::V4(r), IpAddr::V4(v)) => eth
+            .ipv4(r.octets(), v.octets(), TTL)
+            .icmpv4_raw(3, 4, [0, 0, 0x05, 0x78])
+            .write(&mut out, quoted)
+            .unwrap(),
+        (IpAddr::V6(r), IpAddr::V6(v)) => eth
+            .ipv6(r.octets(), v.octets(), TTL)
+            .icmpv6_raw(2, 0, 1400u32.to_be_bytes())
+            .write(&mut out, quoted)
+            .unwrap(),
+        _ => panic!("mixed families"),
+    }
+    out
+}
+
+fn tcp_from(src: SocketAddr, dst: SocketAddr, smac: [u8; 6], dmac: [u8; 6]) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(smac, dmac);
+    let b = match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), TTL),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), TTL),
+        _ => panic!("mixed families"),
+    };
+    let mut out = Vec::new();
+    b.tcp(src.port(), dst.port(), 5000, 64240)
+        .ack(1001)
+        .write(&mut out, &[0u8; 1400])
+        .unwrap();
+    out
+}
+
+/// `pkt` (IPv6) with a hop-by-hop and a destination-options header (8 bytes each, padding
+/// only) inserted before its transport header.
+pub fn with_ipv6_ext_headers(pkt: &[u8], count: usize) -> Vec<u8> {
+    let mut out = pkt[..54].to_vec();
+    let transport = out[20];
+    // Chain: IPv6 → hop-by-hop (0) → destination options (60) ... → transport.
+    out[20] = 0;
+    for i in 0..count {
+        let next = if i + 1 == count { transport } else { 60 };
+        out.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    out.extend_from_slice(&pkt[54..]);
+    let len = u16::from_be_bytes([out[18], out[19]]) + 8 * count as u16;
+    out[18..20].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
 fn ip_step(src: IpAddr, dst: IpAddr) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
     let eth = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC);
     match (src, dst) {

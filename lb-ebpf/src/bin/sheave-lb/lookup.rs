@@ -1,7 +1,8 @@
 //! Step 2: is this packet for a VIP, and what does the host-wide configuration say.
 use lb_common::{
+    addr::AddrWords,
     config::DataplaneConfig,
-    vip::{VipKey, VipMeta},
+    vip::{VIP_ADDRESS_PROTO, VipKey, VipMeta},
 };
 use lb_ebpf::parse::Packet;
 
@@ -16,6 +17,18 @@ pub fn vip(pkt: &Packet) -> Option<VipMeta> {
         family: pkt.flow.family,
     };
     unsafe { VIPS.get(&key) }.copied()
+}
+
+/// Whether `dst` is an address with VIPs (the daemon adds an address entry for each).
+#[inline(always)]
+pub fn is_vip_address(dst: &AddrWords, family: u8) -> bool {
+    let key = VipKey {
+        addr: *dst,
+        port: 0,
+        proto: VIP_ADDRESS_PROTO,
+        family,
+    };
+    unsafe { VIPS.get(&key) }.is_some()
 }
 
 #[inline(always)]

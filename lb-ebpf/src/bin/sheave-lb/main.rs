@@ -17,7 +17,13 @@ use lb_common::{
     config::{outer_src_v4, outer_src_v6},
     stats::Stat,
 };
-use lb_ebpf::{encap, headers::ETH_HLEN, parse, transmit};
+use lb_ebpf::{
+    encap,
+    headers::ETH_HLEN,
+    icmp,
+    parse::{self, Parsed},
+    transmit,
+};
 
 #[xdp]
 pub fn sheave_lb(ctx: XdpContext) -> u32 {
@@ -28,7 +34,15 @@ pub fn sheave_lb(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn balance(ctx: &XdpContext) -> u32 {
     let pkt = match parse::parse(ctx) {
-        Ok(pkt) => pkt,
+        Ok(Parsed::Flow(pkt)) => pkt,
+        Ok(Parsed::Echo(echo)) => return answer_echo(ctx, &echo),
+        Ok(Parsed::Fragment { dst, family }) => {
+            return if lookup::is_vip_address(&dst, family) {
+                stats::drop(Stat::DropFragment)
+            } else {
+                stats::pass(Stat::PassFragment)
+            };
+        }
         Err(why) => return stats::pass(why),
     };
     let Some(vip) = lookup::vip(&pkt) else {
@@ -43,6 +57,9 @@ fn balance(ctx: &XdpContext) -> u32 {
         }
     };
     stats::vip_packet(vip.vip_id, frame_len, choice.new_flow);
+    if pkt.icmp_error {
+        stats::event(Stat::IcmpErrorToBackend);
+    }
     let Some(cfg) = lookup::config() else {
         return stats::drop(Stat::DropEncap);
     };
@@ -67,6 +84,16 @@ fn balance(ctx: &XdpContext) -> u32 {
         stats::backend_packet(choice.backend_id, frame_len, choice.new_flow);
     }
     action
+}
+
+/// Echo requests to VIP addresses are answered here; others belong to the kernel.
+#[inline(always)]
+fn answer_echo(ctx: &XdpContext, echo: &parse::Echo) -> u32 {
+    if lookup::is_vip_address(&echo.dst, echo.family) && icmp::echo_reply(ctx, echo) {
+        stats::event(Stat::TxEchoReply);
+        return xdp_action::XDP_TX;
+    }
+    stats::pass(Stat::PassNoVip)
 }
 
 // Built for the host only by `cargo clippy --workspace`; the panic handler and license live in

@@ -2,12 +2,12 @@
 //! new flow (or one whose backend was removed) takes the VIP's Maglev ring slot for its hash.
 use lb_common::{
     backend::{BACKEND_F_VALID, Backend, NO_BACKEND},
-    flow::FlowState,
+    flow::{FLOW_F_CLOSING, FlowState},
     hash::{flow_hash, ring_slot},
     stats::Stat,
     vip::VipMeta,
 };
-use lb_ebpf::parse::Packet;
+use lb_ebpf::parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 use crate::{
     maps::{BACKENDS, FLOWS, RINGS},
@@ -18,24 +18,34 @@ pub struct Choice {
     pub backend_id: u32,
     pub backend: Backend,
     pub hash: u32,
-    /// Scheduled on the ring now (not from the flow table).
+    /// Scheduled on the ring now as a new flow (not from the flow table).
     pub new_flow: bool,
 }
 
 #[inline(always)]
 pub fn pick(pkt: &Packet, vip: &VipMeta) -> Result<Choice, Stat> {
-    if let Some(state) = unsafe { FLOWS.get(&pkt.flow) } {
-        let state = *state;
-        if let Some(backend) = live_backend(state.backend_id) {
+    if let Some(state) = FLOWS.get_ptr_mut(&pkt.flow) {
+        let st = unsafe { *state };
+        // A bare SYN after the connection on this tuple closed starts a new connection: it is
+        // scheduled like any new flow instead of following the old one.
+        let reopened =
+            st.flags & FLOW_F_CLOSING != 0 && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+        if reopened {
+            stats::event(Stat::FlowReopened);
+        } else if let Some(backend) = live_backend(st.backend_id) {
+            if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 && st.flags & FLOW_F_CLOSING == 0 {
+                unsafe { (*state).flags = st.flags | FLOW_F_CLOSING };
+            }
             stats::event(Stat::FlowHit);
             return Ok(Choice {
-                backend_id: state.backend_id,
+                backend_id: st.backend_id,
                 backend,
-                hash: state.hash,
+                hash: st.hash,
                 new_flow: false,
             });
+        } else {
+            stats::event(Stat::FlowStale);
         }
-        stats::event(Stat::FlowStale);
     } else {
         stats::event(Stat::FlowMiss);
     }
@@ -50,13 +60,29 @@ pub fn pick(pkt: &Packet, vip: &VipMeta) -> Result<Choice, Stat> {
         return Err(Stat::DropNoBackend);
     }
     let backend = live_backend(backend_id).ok_or(Stat::DropNoBackend)?;
-    // Failure to insert (map full of locked entries) only costs stickiness for this packet.
-    let _ = FLOWS.insert(&pkt.flow, &FlowState { backend_id, hash }, 0);
+    // An ICMP error follows its flow but never creates one.
+    if !pkt.icmp_error {
+        let flags = if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+            FLOW_F_CLOSING
+        } else {
+            0
+        };
+        // Failure to insert (map full of locked entries) only costs stickiness for this packet.
+        let _ = FLOWS.insert(
+            &pkt.flow,
+            &FlowState {
+                backend_id,
+                hash,
+                flags,
+            },
+            0,
+        );
+    }
     Ok(Choice {
         backend_id,
         backend,
         hash,
-        new_flow: true,
+        new_flow: !pkt.icmp_error,
     })
 }
 
