@@ -3,8 +3,11 @@
 //! - `setup`: install or check the eBPF toolchain (bpf-linker, nightly + rust-src) and the
 //!   lab's system packages;
 //! - `test`: setup, fmt, clippy, build, then every test, with a summary line (CI runs this);
-//! - `demo`: Sheave balancing two VIPs in a network-namespace lab, with a table per VIP.
+//! - `demo`: Sheave balancing two VIPs in a network-namespace lab, with a table per VIP;
+//! - `bench`: benchmarks (Maglev build time and disruption, API call to map update), printed as
+//!   tables and recorded under `target/bench/`.
 
+mod bench;
 mod cmd;
 mod demo;
 mod setup;
@@ -35,6 +38,8 @@ enum Command {
     Test(test::Args),
     /// Show Sheave balancing connections in a network-namespace lab (needs root).
     Demo(demo::Args),
+    /// Benchmarks: Maglev ring build and disruption, API call to map update (`api` needs root).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,16 +62,22 @@ fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Test(_) => test::check_root()?,
         Command::Demo(_) => demo::check_root()?,
+        Command::Bench(args) => args.check_root()?,
         Command::Setup => {}
     }
     // SAFETY: no thread has been started yet (nothing before this spawns one).
     unsafe { cmd::prepare_path() };
     let ws = cmd::Workspace::locate()?;
     if std::env::var_os(cmd::BIN_DIR_ENV).is_none() {
+        // Benchmarks run release builds: those are the figures an operator would see.
+        let dir = match &cli.command {
+            Command::Bench(_) => bench::bin_dir(&ws),
+            _ => ws.bin_dir(),
+        };
         // SAFETY: still single-threaded: locate() only ran a child process to completion.
         // Every child, and sheave-tests' `bin_path` in this process, then looks in the
         // workspace's target directory for sheaved, sheave and the lab's programs.
-        unsafe { std::env::set_var(cmd::BIN_DIR_ENV, ws.bin_dir()) };
+        unsafe { std::env::set_var(cmd::BIN_DIR_ENV, dir) };
     }
     signals::install()?;
     match &cli.command {
@@ -77,5 +88,6 @@ fn run(cli: &Cli) -> Result<()> {
         }),
         Command::Test(args) => test::run(&ws, args),
         Command::Demo(args) => demo::run(&ws, args),
+        Command::Bench(args) => bench::run(&ws, args),
     }
 }
