@@ -110,6 +110,8 @@ pub struct VipState {
     pub members: Vec<Member>,
     /// Rings published for this VIP since the daemon started.
     pub rebuilds: u64,
+    /// Slots per backend id in the published ring (what `status` shows as ring shares).
+    pub slot_counts: std::collections::BTreeMap<u32, u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -288,6 +290,7 @@ impl State {
             active: None,
             members: Vec::new(),
             rebuilds: 0,
+            slot_counts: Default::default(),
         });
         self.pending.vips.insert(id);
         Ok(id)

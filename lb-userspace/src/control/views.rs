@@ -1,8 +1,4 @@
 //! Read-only answers: VIPs, their backends and ring shares, daemon status.
-use std::collections::HashMap;
-
-use lb_common::backend::NO_BACKEND;
-
 use super::{ApiError, Control};
 use crate::{
     api::types::{BackendView, StatusView, VipRef, VipView},
@@ -36,13 +32,8 @@ impl Control {
     }
 
     fn vip_view(&self, v: &VipState) -> VipView {
-        // Shares from the ring as it is built now (what the data plane holds after the last sync).
-        let mut slots: HashMap<u32, u32> = HashMap::new();
-        for id in self.state.ring(v) {
-            if id != NO_BACKEND {
-                *slots.entry(id).or_default() += 1;
-            }
-        }
+        // Shares of the ring last published (what the data plane holds).
+        let slots = &v.slot_counts;
         let backends = v
             .members
             .iter()
