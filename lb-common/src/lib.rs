@@ -21,6 +21,7 @@ mod pod {
     // padding (explicit `_pad` fields instead), so any byte pattern is a valid value.
     unsafe impl aya::Pod for crate::vip::VipKey {}
     unsafe impl aya::Pod for crate::vip::VipMeta {}
+    unsafe impl aya::Pod for crate::vip::FloodBucket {}
     unsafe impl aya::Pod for crate::backend::Backend {}
     unsafe impl aya::Pod for crate::flow::FlowKey {}
     unsafe impl aya::Pod for crate::flow::FlowState {}

@@ -56,9 +56,11 @@ pub enum Stat {
     IcmpErrorToBackend = 16,
     /// A SYN on a closed flow's tuple: a new connection, rescheduled.
     FlowReopened = 17,
+    /// A new flow above its VIP's new-flow rate: forwarded, but not put in the flow table.
+    FloodNotInserted = 18,
 }
 
-pub const STAT_COUNT: u32 = 18;
+pub const STAT_COUNT: u32 = 19;
 
 /// Metric-friendly names, indexed by `Stat as usize`.
 pub const STAT_NAMES: [&str; STAT_COUNT as usize] = [
@@ -80,6 +82,7 @@ pub const STAT_NAMES: [&str; STAT_COUNT as usize] = [
     "drop_fragment",
     "icmp_error_to_backend",
     "flow_reopened",
+    "flood_not_inserted",
 ];
 
 /// Indices of the decap program's `DECAP_STATS`.

@@ -29,6 +29,20 @@ pub struct VipMeta {
     pub ring_size: u32,
     /// First slot of the active ring half in `RINGS`.
     pub ring_base: u32,
+    /// New flows per second per CPU that may enter the flow table (0: no limit). Above it new
+    /// flows are still scheduled on the ring, but not remembered, so a SYN flood cannot evict
+    /// established flows from the LRU.
+    pub new_flow_rate: u32,
+    pub _pad: u32,
+}
+
+/// Token bucket of the new-flow guard, per VIP and CPU (`FLOOD[vip_id]`). Tokens are counted in
+/// flow-nanoseconds (a flow costs 1e9), so refilling needs no division on the packet path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FloodBucket {
+    pub tokens: u64,
+    pub last_ns: u64,
 }
 
 /// A `VIPS` entry with `proto` 0 and `port` 0 marks an address that has VIPs: the program

@@ -13,6 +13,7 @@
 //! port = 80
 //! protocol = "tcp"                   # tcp | udp
 //! ring_size = 65537                  # optional, prime
+//! new_flow_limit = 200000            # optional: new flows/s into the flow table (SYN-flood guard)
 //! [[vip.backend]]
 //! address = "198.18.0.21"
 //! weight = 100                       # optional, 0-65535, default 100; 0 = no new flows
@@ -90,6 +91,8 @@ pub struct Vip {
     pub port: u16,
     pub protocol: Protocol,
     pub ring_size: u32,
+    /// New flows per second allowed into the flow table (0: no limit).
+    pub new_flow_limit: u32,
     pub backends: Vec<BackendRef>,
 }
 
@@ -140,6 +143,8 @@ struct FileVip {
     port: u16,
     protocol: Protocol,
     ring_size: Option<u32>,
+    #[serde(default)]
+    new_flow_limit: u32,
     #[serde(default, rename = "backend")]
     backends: Vec<FileBackend>,
 }
@@ -264,6 +269,7 @@ fn validate_vip(v: FileVip) -> Result<Vip> {
         port: v.port,
         protocol: v.protocol,
         ring_size,
+        new_flow_limit: v.new_flow_limit,
         backends,
     })
 }

@@ -134,6 +134,12 @@ pub fn render(api: &ApiMetrics, state: &State, sample: &Sample) -> String {
         "Maglev rings published per VIP",
         &["vip"],
     );
+    let flood = counter(
+        &r,
+        "sheave_flood_guard_skipped_inserts_total",
+        "New flows forwarded but not put in the flow table: their VIP was above its new-flow limit",
+        &[],
+    );
     let icmp_errors = counter(
         &r,
         "sheave_icmp_errors_to_backends_total",
@@ -179,7 +185,9 @@ pub fn render(api: &ApiMetrics, state: &State, sample: &Sample) -> String {
         be_flows.with_label_values(&[&a]).inc_by(c.new_flows);
     }
     for (name, value) in lb_common::stats::STAT_NAMES.iter().zip(sample.events) {
-        if *name == "icmp_error_to_backend" {
+        if *name == "flood_not_inserted" {
+            flood.with_label_values(&[] as &[&str]).inc_by(value);
+        } else if *name == "icmp_error_to_backend" {
             icmp_errors.with_label_values(&[] as &[&str]).inc_by(value);
         } else if let Some(result) = name.strip_prefix("flow_") {
             lookups.with_label_values(&[result]).inc_by(value);

@@ -80,7 +80,10 @@ pub fn publish_ring(dp: &mut Maps, vip: &mut VipState, ring: &[u32]) -> Result<(
     vip.active = Some(half);
     vip.rebuilds += 1;
     vip.slot_counts.clear();
-    for &id in ring.iter().filter(|&&id| id != lb_common::backend::NO_BACKEND) {
+    for &id in ring
+        .iter()
+        .filter(|&&id| id != lb_common::backend::NO_BACKEND)
+    {
         *vip.slot_counts.entry(id).or_default() += 1;
     }
     Ok(())

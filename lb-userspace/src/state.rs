@@ -65,6 +65,9 @@ pub struct VipSpec {
     pub port: u16,
     pub protocol: Protocol,
     pub ring_size: u32,
+    /// New flows per second that may enter the flow table (0: no limit); see `VipMeta`.
+    #[serde(default)]
+    pub new_flow_limit: u32,
 }
 
 impl VipSpec {
@@ -173,6 +176,7 @@ impl State {
                 port: v.port,
                 protocol: v.protocol,
                 ring_size: v.ring_size,
+                new_flow_limit: v.new_flow_limit,
             })?;
             for b in &v.backends {
                 s.add_backend(&v.key(), b.address, b.weight)?;
@@ -198,6 +202,7 @@ impl State {
                     port: v.spec.port,
                     protocol: v.spec.protocol,
                     ring_size: v.spec.ring_size,
+                    new_flow_limit: v.spec.new_flow_limit,
                     backends: v
                         .members
                         .iter()
@@ -370,6 +375,14 @@ impl State {
         Ok(())
     }
 
+    /// Change a VIP's new-flow limit (flows per second into the flow table; 0: none).
+    pub fn set_new_flow_limit(&mut self, key: &VipKey, limit: u32) -> Result<(), StateError> {
+        let i = self.vip_index(key)?;
+        self.vips[i].spec.new_flow_limit = limit;
+        self.pending.vips.insert(self.vips[i].id);
+        Ok(())
+    }
+
     /// Change a member: its weight and/or its drain flag.
     pub fn update_member(
         &mut self,
@@ -514,6 +527,9 @@ impl State {
             flags: 0,
             ring_size: vip.spec.ring_size,
             ring_base: vip.regions[half],
+            // The kernel's buckets are per CPU: share the VIP's rate among them.
+            new_flow_rate: vip.spec.new_flow_limit.div_ceil(cpus()),
+            _pad: 0,
         }
     }
 
@@ -556,6 +572,12 @@ impl State {
         }
         m
     }
+}
+
+/// CPUs the kernel may run the program on (per-CPU maps have one slot each).
+fn cpus() -> u32 {
+    static CPUS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| aya::util::nr_cpus().map_or(1, |n| n.max(1) as u32))
 }
 
 /// A backend's identity for Maglev: its address's 16 bytes (IPv4 as IPv4-mapped IPv6), so the
@@ -655,6 +677,7 @@ mod tests {
                 port: 80,
                 protocol: Protocol::Tcp,
                 ring_size: 1009,
+                new_flow_limit: 0,
             })
             .unwrap();
         assert_eq!(id, 0, "lowest free VIP id");
@@ -689,6 +712,7 @@ mod tests {
                 port: 80,
                 protocol: Protocol::Udp,
                 ring_size: 100,
+                new_flow_limit: 0,
             })
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Invalid);
@@ -698,6 +722,7 @@ mod tests {
                 port: 80,
                 protocol: Protocol::Udp,
                 ring_size: 65537,
+                new_flow_limit: 0,
             })
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Capacity);

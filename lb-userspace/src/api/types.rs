@@ -66,6 +66,9 @@ pub struct AddVip {
     /// Maglev table size (prime); default 65537.
     #[serde(default)]
     pub ring_size: Option<u32>,
+    /// New flows per second allowed into the flow table; default no limit.
+    #[serde(default)]
+    pub new_flow_limit: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -95,6 +98,8 @@ pub struct VipView {
     pub vip: VipRef,
     pub id: u32,
     pub ring_size: u32,
+    /// New flows per second allowed into the flow table (0: no limit).
+    pub new_flow_limit: u32,
     /// Rings published since the daemon started.
     pub ring_rebuilds: u64,
     pub backends: Vec<BackendView>,

@@ -5,8 +5,12 @@ use super::{Failure, Global, api_call::show};
 use crate::api::types::{StatsView, StatusView, VipView};
 
 pub fn print_vip(v: &VipView) {
+    let limit = match v.new_flow_limit {
+        0 => String::new(),
+        n => format!(", new-flow limit {n}/s"),
+    };
     println!(
-        "{}  (id {}, ring size {}, {} ring rebuilds)",
+        "{}  (id {}, ring size {}{limit}, {} ring rebuilds)",
         v.name, v.id, v.ring_size, v.ring_rebuilds
     );
     if v.backends.is_empty() {

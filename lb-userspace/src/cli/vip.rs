@@ -17,6 +17,10 @@ pub enum VipCommand {
         /// better).
         #[arg(long, value_name = "M")]
         ring_size: Option<u32>,
+        /// New flows per second allowed into the flow table (a SYN-flood guard: above it new
+        /// flows are still forwarded, but not remembered). Default: no limit.
+        #[arg(long, value_name = "PER_SECOND")]
+        new_flow_limit: Option<u32>,
     },
     /// Remove a VIP: its packets go to the kernel from then on.
     Del { vip: VipRef },
@@ -28,8 +32,16 @@ pub enum VipCommand {
 
 pub fn run(g: &Global, cmd: VipCommand) -> Result<(), Failure> {
     match cmd {
-        VipCommand::Add { vip, ring_size } => {
-            let body = AddVip { vip, ring_size };
+        VipCommand::Add {
+            vip,
+            ring_size,
+            new_flow_limit,
+        } => {
+            let body = AddVip {
+                vip,
+                ring_size,
+                new_flow_limit,
+            };
             show(g, Method::POST, "/v1/vips", Some(&body), |v: &VipView| {
                 println!("added VIP {} (ring size {})", v.name, v.ring_size)
             })

@@ -24,6 +24,7 @@ enum Op {
     AddBackend(VipSpec, IpAddr, u16),
     RemoveBackend(VipSpec, IpAddr),
     SetWeight(VipSpec, IpAddr, u16, u16),
+    SetFlowLimit(VipSpec, u32, u32),
 }
 
 impl Op {
@@ -36,6 +37,9 @@ impl Op {
             Op::SetWeight(v, a, from, to) => {
                 format!("~ backend {a} of {}: weight {from} -> {to}", v.name())
             }
+            Op::SetFlowLimit(v, from, to) => {
+                format!("~ vip {}: new-flow limit {from} -> {to}", v.name())
+            }
         }
     }
 
@@ -46,6 +50,7 @@ impl Op {
             Op::AddBackend(v, a, w) => s.add_backend(&v.key(), *a, *w).map(drop),
             Op::RemoveBackend(v, a) => s.remove_backend(&v.key(), *a),
             Op::SetWeight(v, a, _, w) => s.update_member(&v.key(), *a, Some(*w), None).map(drop),
+            Op::SetFlowLimit(v, _, to) => s.set_new_flow_limit(&v.key(), *to),
         }
     }
 }
@@ -57,6 +62,7 @@ fn diff(current: &Config, target: &Config) -> Vec<Op> {
         port: v.port,
         protocol: v.protocol,
         ring_size: v.ring_size,
+        new_flow_limit: v.new_flow_limit,
     };
     let mut removes = Vec::new();
     let mut adds = Vec::new();
@@ -74,6 +80,13 @@ fn diff(current: &Config, target: &Config) -> Vec<Op> {
                 );
             }
             Some(t) => {
+                if t.new_flow_limit != cur.new_flow_limit {
+                    adds.push(Op::SetFlowLimit(
+                        spec(cur),
+                        cur.new_flow_limit,
+                        t.new_flow_limit,
+                    ));
+                }
                 for b in &cur.backends {
                     match t.backends.iter().find(|tb| tb.address == b.address) {
                         None => removes.push(Op::RemoveBackend(spec(cur), b.address)),
@@ -112,6 +125,7 @@ impl Control {
             port: a.vip.port,
             protocol: a.vip.protocol,
             ring_size: a.ring_size.unwrap_or(DEFAULT_RING_SIZE),
+            new_flow_limit: a.new_flow_limit.unwrap_or(0),
         };
         self.state.add_vip(spec)?;
         self.commit()?;

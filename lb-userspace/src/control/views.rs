@@ -26,6 +26,7 @@ impl Control {
             vip: vip_ref(v),
             id: v.id,
             ring_size: v.spec.ring_size,
+            new_flow_limit: v.spec.new_flow_limit,
             ring_rebuilds: v.rebuilds,
             backends: Vec::new(),
         }
@@ -58,6 +59,7 @@ impl Control {
             vip: vip_ref(v),
             id: v.id,
             ring_size: v.spec.ring_size,
+            new_flow_limit: v.spec.new_flow_limit,
             ring_rebuilds: v.rebuilds,
             backends,
         }

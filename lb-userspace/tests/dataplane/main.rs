@@ -4,6 +4,7 @@
 //! Runs as its own harness so the process can enter a private network namespace before any test
 //! thread exists; every thread then shares it, and it disappears when the process exits.
 mod cases_decap;
+mod cases_flood;
 mod cases_forward;
 mod cases_icmp;
 mod cases_pass;
@@ -35,6 +36,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(cases_forward::trials(fx0));
     trials.extend(cases_pass::trials(fx0));
     trials.extend(cases_icmp::trials(fx0));
+    trials.extend(cases_flood::trials(fx0));
     trials.extend(cases_state::trials(fx0));
     trials.extend(cases_swap::trials(fx0));
     trials.extend(cases_decap::trials());

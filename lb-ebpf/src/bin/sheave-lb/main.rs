@@ -6,6 +6,7 @@
 // the BPF stack again on every lookup.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
+mod flood;
 mod lookup;
 mod maps;
 mod schedule;

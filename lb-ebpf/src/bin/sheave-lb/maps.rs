@@ -10,7 +10,7 @@ use lb_common::{
     flow::{FlowKey, FlowState},
     limits::{DEFAULT_FLOWS, DEFAULT_RING_SLOTS, MAX_BACKENDS, MAX_VIPS},
     stats::{Counter, STAT_COUNT},
-    vip::{VipKey, VipMeta},
+    vip::{FloodBucket, VipKey, VipMeta},
 };
 
 /// {address, port, protocol} → everything the packet path needs about the VIP.
@@ -31,6 +31,10 @@ pub static RINGS: Array<u32> = Array::with_max_entries(DEFAULT_RING_SLOTS, BPF_F
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> =
     LruHashMap::with_max_entries(DEFAULT_FLOWS, BPF_F_NO_COMMON_LRU);
+
+/// New-flow guard buckets, per VIP and CPU.
+#[map]
+pub static FLOOD: PerCpuArray<FloodBucket> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
 
 /// Host-wide settings, one entry.
 #[map]

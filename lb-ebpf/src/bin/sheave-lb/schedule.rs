@@ -10,6 +10,7 @@ use lb_common::{
 use lb_ebpf::parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 use crate::{
+    flood,
     maps::{BACKENDS, FLOWS, RINGS},
     stats,
 };
@@ -60,8 +61,9 @@ pub fn pick(pkt: &Packet, vip: &VipMeta) -> Result<Choice, Stat> {
         return Err(Stat::DropNoBackend);
     }
     let backend = live_backend(backend_id).ok_or(Stat::DropNoBackend)?;
-    // An ICMP error follows its flow but never creates one.
-    if !pkt.icmp_error {
+    // An ICMP error follows its flow but never creates one; above the VIP's new-flow rate a
+    // flow is forwarded without being remembered.
+    if !pkt.icmp_error && flood::admit(vip) {
         let flags = if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
             FLOW_F_CLOSING
         } else {

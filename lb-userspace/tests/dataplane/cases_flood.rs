@@ -1,0 +1,89 @@
+//! The new-flow guard: above a VIP's new-flow limit, new flows are still forwarded by the ring
+//! but not put in the flow table, so a flood of new tuples cannot evict established flows.
+use std::net::SocketAddr;
+
+use anyhow::{Result, bail, ensure};
+use lb_common::stats::Stat;
+use lb_userspace::{config::Protocol::Tcp, wire::flow_key};
+use libtest_mimic::Trial;
+
+use crate::{
+    lb::{Ingress, Lb, expect_forward},
+    packets::{self, Tcp as F},
+    trial,
+};
+
+const CONFIG: &str = r#"
+[dataplane]
+encap_source_v4 = "198.18.200.0/24"
+[[vip]]
+address = "198.18.100.1"
+port = 80
+protocol = "tcp"
+ring_size = 1009
+new_flow_limit = 1
+backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }]
+"#;
+
+/// The buckets are per CPU: keep this thread's test runs on one CPU.
+fn pin_to_cpu0() -> Result<()> {
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(0, &mut set) };
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn trials(fx0: u32) -> Vec<Trial> {
+    vec![trial(
+        "flood/new-flows-above-the-limit-are-forwarded-not-remembered",
+        move || {
+            pin_to_cpu0()?;
+            let mut lb = Lb::with_config(fx0, CONFIG)?;
+            let vip: SocketAddr = "198.18.100.1:80".parse()?;
+            let clients: Vec<SocketAddr> = (0..4)
+                .map(|i| format!("198.18.0.10:{}", 44000 + i).parse().unwrap())
+                .collect();
+            // One new flow per second fits: the first is remembered, the next ones within the same
+            // second are forwarded all the same but not remembered.
+            for c in &clients {
+                expect_forward(
+                    &mut lb,
+                    Tcp,
+                    *c,
+                    vip,
+                    &packets::tcp(*c, vip, F::Syn, b""),
+                    Ingress::Fx0,
+                )?;
+            }
+            ensure!(
+                lb.dp.flow(&flow_key(Tcp, clients[0], vip)?).is_some(),
+                "the first flow was not remembered"
+            );
+            for c in &clients[1..] {
+                ensure!(
+                    lb.dp.flow(&flow_key(Tcp, *c, vip)?).is_none(),
+                    "a flow above the limit was remembered"
+                );
+            }
+            ensure!(
+                lb.stat(Stat::FloodNotInserted) == 3,
+                "skipped {}",
+                lb.stat(Stat::FloodNotInserted)
+            );
+            // The remembered flow is untouched by the flood.
+            let c = clients[0];
+            expect_forward(
+                &mut lb,
+                Tcp,
+                c,
+                vip,
+                &packets::tcp(c, vip, F::Ack, b"x"),
+                Ingress::Fx0,
+            )?;
+            ensure!(lb.stat(Stat::FlowHit) == 1);
+            Ok(())
+        },
+    )]
+}
