@@ -58,9 +58,12 @@ pub enum Stat {
     FlowReopened = 17,
     /// A new flow above its VIP's new-flow rate: forwarded, but not put in the flow table.
     FloodNotInserted = 18,
+    /// Too big for the path to its backend once encapsulated: answered with ICMP
+    /// "fragmentation needed" / ICMPv6 "packet too big" (DropTooBig when that is not allowed).
+    TxIcmpTooBig = 19,
 }
 
-pub const STAT_COUNT: u32 = 19;
+pub const STAT_COUNT: u32 = 20;
 
 /// Metric-friendly names, indexed by `Stat as usize`.
 pub const STAT_NAMES: [&str; STAT_COUNT as usize] = [
@@ -83,6 +86,7 @@ pub const STAT_NAMES: [&str; STAT_COUNT as usize] = [
     "icmp_error_to_backend",
     "flow_reopened",
     "flood_not_inserted",
+    "tx_icmp_too_big",
 ];
 
 /// Indices of the decap program's `DECAP_STATS`.

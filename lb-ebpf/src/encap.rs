@@ -26,6 +26,16 @@ pub struct Outer {
     pub tot_len: u16,
 }
 
+/// Bytes the outer header adds for a backend of this family.
+#[inline(always)]
+pub fn outer_len(backend: &Backend) -> usize {
+    if backend.family == FAMILY_V4 {
+        IPV4_HLEN
+    } else {
+        IPV6_HLEN
+    }
+}
+
 /// Prepend Ethernet + outer IP header in front of the packet's IP header. The Ethernet header
 /// keeps the packet's original MACs until [`crate::transmit`] sets the next hop's; if the packet
 /// ends up handed to the kernel instead, those MACs still say "for this host".

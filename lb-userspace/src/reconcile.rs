@@ -79,12 +79,16 @@ pub fn publish_ring(dp: &mut Maps, vip: &mut VipState, ring: &[u32]) -> Result<(
     dp.set_vip(&vip.key, &State::vip_value(vip, half))?;
     vip.active = Some(half);
     vip.rebuilds += 1;
-    vip.slot_counts.clear();
-    for &id in ring
-        .iter()
-        .filter(|&&id| id != lb_common::backend::NO_BACKEND)
-    {
-        *vip.slot_counts.entry(id).or_default() += 1;
+    // Count into a flat array: rings have up to a million slots.
+    let mut counts = vec![0u32; lb_common::limits::MAX_BACKENDS as usize];
+    for &id in ring {
+        if let Some(c) = counts.get_mut(id as usize) {
+            *c += 1;
+        }
     }
+    vip.slot_counts = (0..)
+        .zip(counts)
+        .filter(|&(_, c)| c > 0)
+        .collect();
     Ok(())
 }

@@ -8,7 +8,7 @@ use lb_common::stats::Stat;
 use libtest_mimic::Trial;
 
 use crate::{
-    lb::{Ingress, Lb, XDP_DROP, XDP_PASS, expect_pass_unchanged, same_bytes},
+    lb::{Ingress, Lb, XDP_DROP, XDP_PASS, XDP_TX, expect_pass_unchanged, same_bytes},
     netns::{CLIENT_MAC, FX_MTU, LB_MAC},
     packets::{self, Tcp as F},
     trial,
@@ -295,33 +295,87 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         Ok(())
     }));
     v.push(trial(
-        "deliver/all-weights-zero-drops-new-flows",
+        "deliver/too-big-answers-fragmentation-needed",
         move || {
             let mut lb = Lb::new(fx0)?;
-            let input = packets::tcp(sa("198.18.0.10:40000"), sa("198.18.100.5:80"), F::Syn, b"");
-            let (action, _) = lb.run(&input, Ingress::Fx0)?;
-            ensure!(action == XDP_DROP, "action {action}");
-            ensure!(lb.stat(Stat::DropNoBackend) == 1);
+            let (c, vip) = (sa("198.18.0.10:40000"), sa("198.18.100.1:80"));
+            // Inner packet exactly the MTU: 20 more bytes of outer header do not fit.
+            let input = packets::tcp(c, vip, F::Ack, &vec![0x55u8; FX_MTU - 40]);
+            ensure!(input[20] & 0x40 != 0, "the fixture needs DF set");
+            let (action, out) = lb.run(&input, Ingress::Fx0)?;
+            ensure!(action == XDP_TX, "action {action}");
+            same_bytes(&out, &too_big_reply(&input, (FX_MTU - 20) as u32))?;
+            ensure!(lb.stat(Stat::TxIcmpTooBig) == 1);
             Ok(())
         },
     ));
     v.push(trial(
-        "deliver/too-big-after-encapsulation-drops",
+        "deliver/too-big-answers-packet-too-big-v6",
         move || {
             let mut lb = Lb::new(fx0)?;
-            // Inner packet exactly the MTU: 20 more bytes of outer header do not fit.
-            let payload = vec![0x55u8; FX_MTU - 40];
-            let input = packets::tcp(
-                sa("198.18.0.10:40000"),
-                sa("198.18.100.1:80"),
-                F::Ack,
-                &payload,
-            );
-            let (action, _) = lb.run(&input, Ingress::Fx0)?;
-            ensure!(action == XDP_DROP, "action {action}");
-            ensure!(lb.stat(Stat::DropTooBig) == 1);
+            let (c, vip) = (sa("[2001:db8::10]:40000"), sa("[2001:db8:100::1]:80"));
+            let input = packets::tcp(c, vip, F::Ack, &vec![0x55u8; FX_MTU - 60]);
+            let (action, out) = lb.run(&input, Ingress::Fx0)?;
+            ensure!(action == XDP_TX, "action {action}");
+            same_bytes(&out, &too_big_reply(&input, (FX_MTU - 40) as u32))?;
             Ok(())
         },
     ));
+    v.push(trial("deliver/too-big-without-df-drops", move || {
+        let mut lb = Lb::new(fx0)?;
+        let (c, vip) = (sa("198.18.0.10:40000"), sa("198.18.100.1:80"));
+        let mut input = packets::tcp(c, vip, F::Ack, &vec![0x55u8; FX_MTU - 40]);
+        input[20] &= !0x40;
+        packets::fix_ipv4_checksum(&mut input);
+        let (action, _) = lb.run(&input, Ingress::Fx0)?;
+        ensure!(action == XDP_DROP, "action {action}");
+        ensure!(lb.stat(Stat::DropTooBig) == 1);
+        Ok(())
+    }));
     v
+}
+
+/// The ICMP error the load balancer should answer `input` with, advertising `mtu`: built here
+/// from the RFCs, independently of the program.
+fn too_big_reply(input: &[u8], mtu: u32) -> Vec<u8> {
+    let v4 = input[14] >> 4 == 4;
+    let mut out = Vec::new();
+    out.extend_from_slice(&CLIENT_MAC);
+    out.extend_from_slice(&LB_MAC);
+    if v4 {
+        let quote = &input[14..14 + 28];
+        out.extend_from_slice(&[0x08, 0x00]);
+        let mut ip = vec![0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0];
+        ip.extend_from_slice(&input[30..34]); // from the VIP
+        ip.extend_from_slice(&input[26..30]); // to the client
+        let ck = packets::checksum(&ip);
+        ip[10..12].copy_from_slice(&ck.to_be_bytes());
+        out.extend_from_slice(&ip);
+        let mut icmp = vec![3, 4, 0, 0, 0, 0];
+        icmp.extend_from_slice(&(mtu as u16).to_be_bytes());
+        icmp.extend_from_slice(quote);
+        let ck = packets::checksum(&icmp);
+        icmp[2..4].copy_from_slice(&ck.to_be_bytes());
+        out.extend_from_slice(&icmp);
+    } else {
+        let quote = &input[14..14 + 48];
+        out.extend_from_slice(&[0x86, 0xDD]);
+        out.extend_from_slice(&[0x60, 0, 0, 0, 0, 56, 58, 64]);
+        let (src, dst) = (&input[38..54], &input[22..38]);
+        out.extend_from_slice(src);
+        out.extend_from_slice(dst);
+        let mut icmp = vec![2, 0, 0, 0];
+        icmp.extend_from_slice(&mtu.to_be_bytes());
+        icmp.extend_from_slice(quote);
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(src);
+        pseudo.extend_from_slice(dst);
+        pseudo.extend_from_slice(&(icmp.len() as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 58]);
+        pseudo.extend_from_slice(&icmp);
+        let ck = packets::checksum(&pseudo);
+        icmp[2..4].copy_from_slice(&ck.to_be_bytes());
+        out.extend_from_slice(&icmp);
+    }
+    out
 }

@@ -18,11 +18,12 @@ use crate::{
     trial,
 };
 
-/// Backend 198.18.2.(i+1) has index i: a packet's backend decodes to a table version.
+/// Backend 198.18.1.(FIRST+i) has index i: a packet's backend decodes to a table version.
 ///
-/// Backends 198.18.2.1..=64 (no neighbour entries: packets go to the kernel, still encapsulated,
-/// which is all this test reads).
+/// Backends 198.18.1.100..=163: on-link but without neighbour entries, so packets go to the
+/// kernel, still encapsulated, which is all this test reads.
 const BACKENDS: u32 = 64;
+const FIRST: u32 = 100;
 const VERSIONS: u32 = 60;
 /// The largest ring: writing one takes long enough (about a millisecond) that packets keep
 /// landing in the middle of writes, which is where a non-atomic swap would show.
@@ -35,7 +36,7 @@ fn config() -> String {
     );
     s += &format!("ring_size = {RING_SIZE}\n");
     for i in 1..=BACKENDS {
-        s += &format!("[[vip.backend]]\naddress = \"198.18.2.{i}\"\n");
+        s += &format!("[[vip.backend]]\naddress = \"198.18.1.{}\"\n", FIRST + i - 1);
     }
     s + "\n[[vip]]\naddress = \"198.18.100.2\"\nport = 80\nprotocol = \"tcp\"\n\
          ring_size = 13\n[[vip.backend]]\naddress = \"198.18.1.11\"\n"
@@ -54,7 +55,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                 let before: Vec<u64> = lb.state.vips.iter().map(|v| v.rebuilds).collect();
                 let key = lb.state.vips[0].key;
                 lb.state
-                    .update_member(&key, "198.18.2.7".parse()?, Some(5), None)?;
+                    .update_member(&key, "198.18.1.107".parse()?, Some(5), None)?;
                 lb.sync()?;
                 ensure!(lb.state.vips[0].rebuilds == before[0] + 1);
                 ensure!(
@@ -71,7 +72,7 @@ fn swaps(fx0: u32) -> Result<()> {
     let mut lb = Lb::with_config(fx0, &config())?;
     let size = lb.state.vips[0].spec.ring_size;
     let ids: Vec<u32> = (1..=BACKENDS)
-        .map(|i| lb.backend_id(IpAddr::V4(Ipv4Addr::new(198, 18, 2, i as u8))))
+        .map(|i| lb.backend_id(IpAddr::V4(Ipv4Addr::new(198, 18, 1, (FIRST + i - 1) as u8))))
         .collect();
     // Version k puts backend index (k + slot) mod 64 in every slot: from one packet's slot and
     // backend the table version it read follows; a table mixing versions would show as a
@@ -139,5 +140,5 @@ fn index_of_addr(addr: IpAddr) -> u32 {
     let IpAddr::V4(a) = addr else {
         unreachable!("IPv4 backends")
     };
-    a.octets()[3] as u32 - 1
+    a.octets()[3] as u32 - FIRST
 }

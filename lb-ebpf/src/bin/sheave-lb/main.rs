@@ -23,7 +23,7 @@ use lb_ebpf::{
     headers::ETH_HLEN,
     icmp,
     parse::{self, Parsed},
-    transmit,
+    transmit::{self, Next},
 };
 
 #[xdp]
@@ -69,17 +69,41 @@ fn balance(ctx: &XdpContext) -> u32 {
     } else {
         outer_src_v6(&cfg, choice.hash)
     };
-    let outer = match encap::encapsulate(ctx, &pkt, &choice.backend, &outer_src, choice.hash) {
-        Ok(outer) => outer,
-        Err(why) => return stats::drop(why),
-    };
-    let (action, outcome) = transmit::transmit(
+    let outer_len = encap::outer_len(&choice.backend);
+    let tot_len = pkt.ip_len as usize + outer_len;
+    if tot_len > u16::MAX as usize {
+        return stats::drop(Stat::DropTooBig);
+    }
+    let family = choice.backend.family;
+    let next = transmit::route(
         ctx,
-        choice.backend.family,
+        family,
         &outer_src,
         &choice.backend.addr,
-        outer.tot_len,
+        tot_len as u16,
     );
+    let hop = match next {
+        Next::Forward(hop) => Some(hop),
+        Next::Kernel => None,
+        Next::TooBig { mtu } => {
+            // The sender must send packets small enough to fit with our outer header.
+            let mtu = mtu.saturating_sub(outer_len as u16);
+            return if icmp::too_big(ctx, &pkt, mtu) {
+                stats::event(Stat::TxIcmpTooBig);
+                xdp_action::XDP_TX
+            } else {
+                stats::drop(Stat::DropTooBig)
+            };
+        }
+        Next::Drop => return stats::drop(Stat::DropNoRoute),
+    };
+    if let Err(why) = encap::encapsulate(ctx, &pkt, &choice.backend, &outer_src, choice.hash) {
+        return stats::drop(why);
+    }
+    let (action, outcome) = match &hop {
+        Some(hop) => transmit::send(ctx, hop),
+        None => (xdp_action::XDP_PASS, Stat::PassNoNeigh),
+    };
     stats::outcome(outcome);
     if action != xdp_action::XDP_DROP {
         stats::backend_packet(choice.backend_id, frame_len, choice.new_flow);
