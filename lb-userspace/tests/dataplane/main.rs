@@ -7,6 +7,7 @@ mod cases_decap;
 mod cases_flood;
 mod cases_forward;
 mod cases_icmp;
+mod cases_matrix;
 mod cases_pass;
 mod cases_state;
 mod cases_swap;
@@ -37,6 +38,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(cases_pass::trials(fx0));
     trials.extend(cases_icmp::trials(fx0));
     trials.extend(cases_flood::trials(fx0));
+    trials.extend(cases_matrix::trials(fx0));
     trials.extend(cases_state::trials(fx0));
     trials.extend(cases_swap::trials(fx0));
     trials.extend(cases_decap::trials());
