@@ -86,9 +86,6 @@ pub fn publish_ring(dp: &mut Maps, vip: &mut VipState, ring: &[u32]) -> Result<(
             *c += 1;
         }
     }
-    vip.slot_counts = (0..)
-        .zip(counts)
-        .filter(|&(_, c)| c > 0)
-        .collect();
+    vip.slot_counts = (0..).zip(counts).filter(|&(_, c)| c > 0).collect();
     Ok(())
 }

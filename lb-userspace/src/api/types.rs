@@ -58,6 +58,16 @@ impl FromStr for VipRef {
     }
 }
 
+/// How packets reach a VIP's backends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Forwarding {
+    /// Direct server return through IPIP / IP6IP6 encapsulation (backends decapsulate and answer
+    /// clients directly).
+    #[default]
+    Ipip,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddVip {
@@ -69,6 +79,9 @@ pub struct AddVip {
     /// New flows per second allowed into the flow table; default no limit.
     #[serde(default)]
     pub new_flow_limit: Option<u32>,
+    /// Default `ipip`.
+    #[serde(default)]
+    pub forwarding: Forwarding,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -97,6 +110,7 @@ pub struct VipView {
     #[serde(flatten)]
     pub vip: VipRef,
     pub id: u32,
+    pub forwarding: Forwarding,
     pub ring_size: u32,
     /// New flows per second allowed into the flow table (0: no limit).
     pub new_flow_limit: u32,

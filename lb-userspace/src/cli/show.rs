@@ -10,8 +10,8 @@ pub fn print_vip(v: &VipView) {
         n => format!(", new-flow limit {n}/s"),
     };
     println!(
-        "{}  (id {}, ring size {}{limit}, {} ring rebuilds)",
-        v.name, v.id, v.ring_size, v.ring_rebuilds
+        "{}  (id {}, {:?} forwarding, ring size {}{limit}, {} ring rebuilds)",
+        v.name, v.id, v.forwarding, v.ring_size, v.ring_rebuilds
     );
     if v.backends.is_empty() {
         println!("    no backends: new flows are dropped");

@@ -3,7 +3,7 @@ use clap::Subcommand;
 use hyper::Method;
 
 use super::{Failure, Global, api_call::show, show::print_vip};
-use crate::api::types::{AddVip, VipRef, VipView};
+use crate::api::types::{AddVip, Forwarding, VipRef, VipView};
 
 #[derive(Subcommand)]
 pub enum VipCommand {
@@ -21,6 +21,9 @@ pub enum VipCommand {
         /// flows are still forwarded, but not remembered). Default: no limit.
         #[arg(long, value_name = "PER_SECOND")]
         new_flow_limit: Option<u32>,
+        /// How packets reach the backends: ipip (direct server return through IPIP/IP6IP6).
+        #[arg(long, value_enum, default_value_t = Forwarding::Ipip)]
+        forwarding: Forwarding,
     },
     /// Remove a VIP: its packets go to the kernel from then on.
     Del { vip: VipRef },
@@ -36,11 +39,13 @@ pub fn run(g: &Global, cmd: VipCommand) -> Result<(), Failure> {
             vip,
             ring_size,
             new_flow_limit,
+            forwarding,
         } => {
             let body = AddVip {
                 vip,
                 ring_size,
                 new_flow_limit,
+                forwarding,
             };
             show(g, Method::POST, "/v1/vips", Some(&body), |v: &VipView| {
                 println!("added VIP {} (ring size {})", v.name, v.ring_size)

@@ -1,7 +1,7 @@
 //! Read-only answers: VIPs, their backends and ring shares, daemon status.
 use super::{ApiError, Control};
 use crate::{
-    api::types::{BackendView, StatusView, VipRef, VipView},
+    api::types::{BackendView, Forwarding, StatusView, VipRef, VipView},
     state::VipState,
     wire::vip_key,
 };
@@ -25,6 +25,7 @@ impl Control {
             name: v.spec.name(),
             vip: vip_ref(v),
             id: v.id,
+            forwarding: Forwarding::Ipip,
             ring_size: v.spec.ring_size,
             new_flow_limit: v.spec.new_flow_limit,
             ring_rebuilds: v.rebuilds,
@@ -58,6 +59,7 @@ impl Control {
             name: v.spec.name(),
             vip: vip_ref(v),
             id: v.id,
+            forwarding: Forwarding::Ipip,
             ring_size: v.spec.ring_size,
             new_flow_limit: v.spec.new_flow_limit,
             ring_rebuilds: v.rebuilds,
