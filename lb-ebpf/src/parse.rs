@@ -272,10 +272,18 @@ fn icmp(
     } else {
         let ip: *const Ipv6Hdr = ptr_at(ctx, inner).ok_or(Stat::PassUnparsed)?;
         let ip = unsafe { &*ip };
+        if u32::from_be(ip.ver_tc_flow) >> 28 != 6 {
+            return Err(Stat::PassUnparsed);
+        }
         (ip.src, ip.dst, ip.next_hdr, inner + IPV6_HLEN)
     };
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return Err(Stat::PassNoVip);
+    }
+    // The quoted header and ports must lie within the ICMP message (the IP length), not just
+    // within the frame: bytes after the IP packet are not part of it.
+    if ports_off + 4 > off + len {
+        return Err(Stat::PassUnparsed);
     }
     let p: *const Ports = ptr_at(ctx, ports_off).ok_or(Stat::PassUnparsed)?;
     let p = unsafe { &*p };

@@ -5,11 +5,13 @@
 //! - `test`: setup, fmt, clippy, build, then every test, with a summary line (CI runs this);
 //! - `demo`: Sheave balancing two VIPs in a network-namespace lab, with a table per VIP;
 //! - `bench`: benchmarks (Maglev build time and disruption, API call to map update), printed as
-//!   tables and recorded under `target/bench/`.
+//!   tables and recorded under `target/bench/`;
+//! - `fuzz`: the long fuzz run of the XDP programs (a million packets, a fresh seed).
 
 mod bench;
 mod cmd;
 mod demo;
+mod fuzz;
 mod setup;
 mod signals;
 mod test;
@@ -40,6 +42,8 @@ enum Command {
     Demo(demo::Args),
     /// Benchmarks: Maglev ring build and disruption, API call to map update (`api` needs root).
     Bench(bench::Args),
+    /// Long fuzz run: a million random and mutated packets through the XDP programs (needs root).
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Test(_) => test::check_root()?,
         Command::Demo(_) => demo::check_root()?,
         Command::Bench(args) => args.check_root()?,
+        Command::Fuzz(_) => fuzz::check_root()?,
         Command::Setup => {}
     }
     // SAFETY: no thread has been started yet (nothing before this spawns one).
@@ -89,5 +94,6 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Test(args) => test::run(&ws, args),
         Command::Demo(args) => demo::run(&ws, args),
         Command::Bench(args) => bench::run(&ws, args),
+        Command::Fuzz(args) => fuzz::run(&ws, args),
     }
 }

@@ -36,7 +36,10 @@ fn config() -> String {
     );
     s += &format!("ring_size = {RING_SIZE}\n");
     for i in 1..=BACKENDS {
-        s += &format!("[[vip.backend]]\naddress = \"198.18.1.{}\"\n", FIRST + i - 1);
+        s += &format!(
+            "[[vip.backend]]\naddress = \"198.18.1.{}\"\n",
+            FIRST + i - 1
+        );
     }
     s + "\n[[vip]]\naddress = \"198.18.100.2\"\nport = 80\nprotocol = \"tcp\"\n\
          ring_size = 13\n[[vip.backend]]\naddress = \"198.18.1.11\"\n"

@@ -11,6 +11,7 @@ mod cases_matrix;
 mod cases_pass;
 mod cases_state;
 mod cases_swap;
+mod fuzz;
 mod lb;
 mod netns;
 mod packets;
@@ -43,6 +44,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(cases_swap::trials(fx0));
     trials.extend(cases_decap::trials());
     trials.extend(parity::trials(fx0));
+    trials.extend(fuzz::trials(fx0));
     let conclusion = libtest_mimic::run(&args, trials);
     drop(ns);
     conclusion.exit_code()
