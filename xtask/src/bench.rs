@@ -5,7 +5,9 @@
 //! Sections (all by default, in this order):
 //! - `maglev`: ring build time for N backends at M = 65537, balance, weights, and the flows
 //!   moved when a backend goes (the release-built `bench-control` example; no root needed);
-//! - `api`: the time from an API call to the map update, in a lab (root).
+//! - `api`: the time from an API call to the map update, in a lab (root);
+//! - `packet`: ns per packet through the XDP program by BPF_PROG_TEST_RUN, net of an empty
+//!   program, per scenario (the release-built `bench-packet` example; root).
 //!
 //! A new section is a [`Section`] variant, a module, and a line in [`run_section`]. Everything
 //! runs release builds: these are the figures an operator would see.
@@ -13,6 +15,7 @@
 mod api;
 mod http;
 mod maglev;
+mod packet;
 mod record;
 mod stats;
 mod vipmap;
@@ -43,6 +46,12 @@ pub struct Args {
     /// api: timed calls per kind of call and client.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     calls: u32,
+    /// packet: timed BPF_PROG_TEST_RUN calls per trial.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
+    packets: u32,
+    /// packet: trials per case (the table shows the median).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=101))]
+    trials: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -51,6 +60,8 @@ pub enum Section {
     Maglev,
     /// API call to map update in a lab (needs root).
     Api,
+    /// ns per packet through the XDP program (needs root).
+    Packet,
 }
 
 impl Section {
@@ -58,11 +69,12 @@ impl Section {
         match self {
             Section::Maglev => "maglev",
             Section::Api => "api",
+            Section::Packet => "packet",
         }
     }
 
     fn needs_root(self) -> bool {
-        matches!(self, Section::Api)
+        matches!(self, Section::Api | Section::Packet)
     }
 
     /// Whether it runs the workspace's programs (sheaved, sheave, the lab's servers).
@@ -73,7 +85,10 @@ impl Section {
     /// The file under `target/bench/` its figures go to: one per kind of benchmark, so that a
     /// run of one section keeps the others' last figures beside it.
     fn record_file(self) -> &'static str {
-        "control.json"
+        match self {
+            Section::Maglev | Section::Api => "control.json",
+            Section::Packet => "packet.json",
+        }
     }
 }
 
@@ -81,7 +96,7 @@ impl Args {
     /// The sections to run, in a fixed order whatever order they were given in.
     fn sections(&self) -> Vec<Section> {
         let mut s = if self.sections.is_empty() {
-            vec![Section::Maglev, Section::Api]
+            vec![Section::Maglev, Section::Api, Section::Packet]
         } else {
             self.sections.clone()
         };
@@ -149,6 +164,7 @@ fn run_section(ws: &Workspace, args: &Args, s: Section) -> Result<serde_json::Va
     match s {
         Section::Maglev => maglev::run(ws, args.runs),
         Section::Api => api::run(args.calls as usize),
+        Section::Packet => packet::run(ws, args.packets, args.trials),
     }
 }
 
@@ -165,6 +181,9 @@ fn build(ws: &Workspace, env: &BuildEnv, sections: &[Section]) -> Result<()> {
     }
     if sections.contains(&Section::Maglev) {
         c.args(["--example", maglev::EXAMPLE]);
+    }
+    if sections.contains(&Section::Packet) {
+        c.args(["--example", packet::EXAMPLE]);
     }
     env.apply(&mut c);
     cmd::run(&mut c).map(drop)
