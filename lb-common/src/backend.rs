@@ -19,3 +19,20 @@ pub const BACKEND_F_VALID: u8 = 1;
 
 /// Ring slot value meaning "no backend": a VIP whose backends all have weight 0.
 pub const NO_BACKEND: u32 = u32::MAX;
+
+/// A CPU's cached next hop for a backend (`NEXTHOPS[backend_id]`): the FIB's answer, reused for
+/// a short time so most forwarded packets skip the FIB lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NextHopCache {
+    /// The backend address it was resolved for (a reassigned id must not reuse it).
+    pub addr: AddrWords,
+    pub ifindex: u32,
+    /// The largest outer packet length the FIB accepted (its MTU check).
+    pub checked_len: u16,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    pub _pad: [u8; 2],
+    /// Coarse clock (ns) after which the entry must be looked up again.
+    pub expires_ns: u64,
+}

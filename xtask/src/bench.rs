@@ -7,13 +7,17 @@
 //!   moved when a backend goes (the release-built `bench-control` example; no root needed);
 //! - `api`: the time from an API call to the map update, in a lab (root);
 //! - `packet`: ns per packet through the XDP program by BPF_PROG_TEST_RUN, net of an empty
-//!   program, per scenario (the release-built `bench-packet` example; root).
+//!   program, per scenario (the release-built `bench-packet` example; root);
+//! - `lab`: connections/s, iperf3 Gbps and CPU per connection through Sheave versus HAProxy in
+//!   a lab, with the client talking to the backends directly as the reference (root; installs
+//!   haproxy and iperf3 with apt-get if missing).
 //!
 //! A new section is a [`Section`] variant, a module, and a line in [`run_section`]. Everything
 //! runs release builds: these are the figures an operator would see.
 
 mod api;
 mod http;
+mod lab;
 mod maglev;
 mod packet;
 mod record;
@@ -52,6 +56,12 @@ pub struct Args {
     /// packet: trials per case (the table shows the median).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=101))]
     trials: u32,
+    /// lab: connections per run (aim for runs of 5-10 s).
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
+    connections: u32,
+    /// lab: runs of each measurement per setup (the table shows the median).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=21))]
+    lab_trials: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -62,6 +72,8 @@ pub enum Section {
     Api,
     /// ns per packet through the XDP program (needs root).
     Packet,
+    /// Connections/s, Gbps and CPU through Sheave versus HAProxy in a lab (needs root).
+    Lab,
 }
 
 impl Section {
@@ -70,16 +82,17 @@ impl Section {
             Section::Maglev => "maglev",
             Section::Api => "api",
             Section::Packet => "packet",
+            Section::Lab => "lab",
         }
     }
 
     fn needs_root(self) -> bool {
-        matches!(self, Section::Api | Section::Packet)
+        matches!(self, Section::Api | Section::Packet | Section::Lab)
     }
 
     /// Whether it runs the workspace's programs (sheaved, sheave, the lab's servers).
     fn needs_bins(self) -> bool {
-        matches!(self, Section::Api)
+        matches!(self, Section::Api | Section::Lab)
     }
 
     /// The file under `target/bench/` its figures go to: one per kind of benchmark, so that a
@@ -88,6 +101,7 @@ impl Section {
         match self {
             Section::Maglev | Section::Api => "control.json",
             Section::Packet => "packet.json",
+            Section::Lab => "lab.json",
         }
     }
 }
@@ -96,7 +110,7 @@ impl Args {
     /// The sections to run, in a fixed order whatever order they were given in.
     fn sections(&self) -> Vec<Section> {
         let mut s = if self.sections.is_empty() {
-            vec![Section::Maglev, Section::Api, Section::Packet]
+            vec![Section::Maglev, Section::Api, Section::Packet, Section::Lab]
         } else {
             self.sections.clone()
         };
@@ -165,6 +179,10 @@ fn run_section(ws: &Workspace, args: &Args, s: Section) -> Result<serde_json::Va
         Section::Maglev => maglev::run(ws, args.runs),
         Section::Api => api::run(args.calls as usize),
         Section::Packet => packet::run(ws, args.packets, args.trials),
+        Section::Lab => lab::run(&lab::Options {
+            connections: args.connections as usize,
+            trials: args.lab_trials as usize,
+        }),
     }
 }
 

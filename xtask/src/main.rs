@@ -4,8 +4,8 @@
 //!   lab's system packages;
 //! - `test`: setup, fmt, clippy, build, then every test, with a summary line (CI runs this);
 //! - `demo`: Sheave balancing two VIPs in a network-namespace lab, with a table per VIP;
-//! - `bench`: benchmarks (Maglev build time and disruption, API call to map update), printed as
-//!   tables and recorded under `target/bench/`;
+//! - `bench`: benchmarks (Maglev build time and disruption, API call to map update, ns per packet,
+//!   lab throughput against HAProxy), printed as tables and recorded under `target/bench/`;
 //! - `fuzz`: the long fuzz run of the XDP programs (a million packets, a fresh seed).
 
 mod bench;

@@ -140,9 +140,16 @@ fn add_host(
         "mtu", &host_mtu, "netns", ns,
     ])?;
     ip(&["-n", sw, "link", "set", &port, "master", BRIDGE, "up"])?;
-    // veth delivers XDP_TX/redirected frames to its peer only if the peer runs NAPI, which GRO
-    // enables; the lb's XDP program bounces frames back out through its port.
+    // GRO on the switch ports merges senders' segments (bulk uploads run at realistic speed);
+    // the lb's XDP_TX frames reach the bridge through the xdp-pass program on its port.
     ethtool(sw, &["-K", &port, "gro", "on"])?;
+    // Frames the bridge sends towards the lb must carry complete checksums: merged segments are
+    // re-split on the way out with checksums left for the device to finish, and an XDP program
+    // forwarding them to a backend cannot (the backend would drop them). A NIC's receive path
+    // never has this; a veth fed by local senders does (see the README).
+    if role == Role::Lb {
+        ethtool(sw, &["-K", &port, "tx", "off"])?;
+    }
 
     let v4 = format!("{}/{V4_PREFIX_LEN}", host.v4);
     let v6 = format!("{}/{V6_PREFIX_LEN}", host.v6);

@@ -9,6 +9,7 @@
 mod flood;
 mod lookup;
 mod maps;
+mod nexthop;
 mod schedule;
 mod stats;
 
@@ -75,13 +76,17 @@ fn balance(ctx: &XdpContext) -> u32 {
         return stats::drop(Stat::DropTooBig);
     }
     let family = choice.backend.family;
-    let next = transmit::route(
-        ctx,
-        family,
-        &outer_src,
-        &choice.backend.addr,
-        tot_len as u16,
-    );
+    let tot_len = tot_len as u16;
+    let next = match nexthop::cached(choice.backend_id, &choice.backend, tot_len) {
+        Some(hop) => Next::Forward(hop),
+        None => {
+            let next = transmit::route(ctx, family, &outer_src, &choice.backend.addr, tot_len);
+            if let Next::Forward(hop) = &next {
+                nexthop::store(choice.backend_id, &choice.backend, hop, tot_len);
+            }
+            next
+        }
+    };
     let hop = match next {
         Next::Forward(hop) => Some(hop),
         Next::Kernel => None,

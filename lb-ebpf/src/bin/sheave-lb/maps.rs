@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    backend::Backend,
+    backend::{Backend, NextHopCache},
     config::DataplaneConfig,
     flow::{FlowKey, FlowState},
     limits::{DEFAULT_FLOWS, DEFAULT_RING_SLOTS, MAX_BACKENDS, MAX_VIPS},
@@ -31,6 +31,10 @@ pub static RINGS: Array<u32> = Array::with_max_entries(DEFAULT_RING_SLOTS, BPF_F
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> =
     LruHashMap::with_max_entries(DEFAULT_FLOWS, BPF_F_NO_COMMON_LRU);
+
+/// Next hops per backend and CPU, cached from the FIB (see `nexthop.rs`).
+#[map]
+pub static NEXTHOPS: PerCpuArray<NextHopCache> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
 /// New-flow guard buckets, per VIP and CPU.
 #[map]
