@@ -14,9 +14,13 @@ use serde_json::Value;
 
 use crate::cmd::{self, capture};
 
-/// `VipMeta` in lb-common: vip_id, flags, ring_size, ring_base, each a native-endian u32.
-const VIP_META_LEN: usize = 16;
+/// `VipMeta` in lb-common: vip_id, flags, ring_size, ring_base, new_flow_rate, padding, each a
+/// native-endian u32.
+const VIP_META_LEN: usize = 24;
+const FLAGS_AT: usize = 4;
 const RING_BASE_AT: usize = 12;
+/// `VIP_F_ADDRESS` in lb-common: an address entry (echo replies, fragments), not a VIP.
+const VIP_F_ADDRESS: u32 = 1;
 
 pub struct VipMap {
     id: u32,
@@ -68,7 +72,7 @@ impl VipMap {
                     value.len()
                 );
             }
-            if u32_at(&value, 0) == vip_id {
+            if u32_at(&value, FLAGS_AT) & VIP_F_ADDRESS == 0 && u32_at(&value, 0) == vip_id {
                 return Ok(u32_at(&value, RING_BASE_AT));
             }
         }
