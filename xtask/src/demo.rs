@@ -99,24 +99,8 @@ pub fn run(ws: &Workspace, args: &Args) -> Result<()> {
     }
 
     eprintln!("== demo: tearing down");
-    let mut cleanup = Vec::new();
-    let deployed = match deployment {
-        Ok(d) => {
-            // Decap and pass-through programs detached, sheaved stopped (it detaches), servers.
-            if let Err(e) = d.stop() {
-                cleanup.push(e);
-            }
-            Ok(())
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = lab.teardown() {
-        cleanup.push(e);
-    }
-    for e in &cleanup {
-        eprintln!("xtask: cleanup: {e:#}");
-    }
-    if cleanup.is_empty() {
+    let (deployed, cleaned) = crate::session::tear_down(lab, deployment);
+    if cleaned {
         eprintln!("  ok    lab removed");
     }
 
@@ -125,7 +109,7 @@ pub fn run(ws: &Workspace, args: &Args) -> Result<()> {
     deployed?;
     let reports = outcome.expect("deployed, so measured")?;
     println!("{}", report::verdict(&reports));
-    if !cleanup.is_empty() {
+    if !cleaned {
         bail!("the demo ran but cleaning up failed (see above)");
     }
     if !report::all_ok(&reports) {

@@ -12,6 +12,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod fuzz;
+mod session;
 mod setup;
 mod signals;
 mod test;

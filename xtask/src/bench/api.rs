@@ -49,27 +49,12 @@ pub fn run(calls: usize) -> Result<Value> {
     }
 
     eprintln!("  tearing down");
-    let mut cleanup = Vec::new();
-    let deployed = match deployment {
-        Ok(d) => {
-            if let Err(e) = d.stop() {
-                cleanup.push(e);
-            }
-            Ok(())
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = lab.teardown() {
-        cleanup.push(e);
-    }
-    for e in &cleanup {
-        eprintln!("xtask: cleanup: {e:#}");
-    }
+    let (deployed, cleaned) = crate::session::tear_down(lab, deployment);
 
     signals::check()?;
     deployed?;
     let figures = outcome.expect("deployed, so measured")?;
-    if !cleanup.is_empty() {
+    if !cleaned {
         bail!("the api benchmark ran but cleaning up failed (see above)");
     }
     Ok(figures)
