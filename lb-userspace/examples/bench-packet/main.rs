@@ -15,6 +15,10 @@
 //! the flow-table counters are checked, so a figure always measures what its name says.
 mod activity;
 mod cases;
+// The dataplane tests' private namespace (veth with static neighbours), shared rather than
+// copied: the benchmark needs exactly the environment the fixtures run in.
+#[path = "../../tests/dataplane/netns.rs"]
+#[allow(dead_code)]
 mod netns;
 mod report;
 mod run;
