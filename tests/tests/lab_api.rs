@@ -213,14 +213,22 @@ fn operators_change_a_running_load_balancer_through_the_cli() {
             )
             .unwrap()
     });
-    std::thread::sleep(Duration::from_millis(500));
-    let during = cli.json(&[
+    // Wait (bounded) until the stream's flow is in the flow table.
+    let explain = [
         "explain",
         "tcp",
         "198.18.0.10:42000",
         "->",
         "198.18.100.1:80",
-    ]);
+    ];
+    let mut during = cli.json(&explain);
+    for _ in 0..100 {
+        if during["source"] == "flow-table" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        during = cli.json(&explain);
+    }
     assert_eq!(during["source"], "flow-table", "{during}");
     let serving = during["backend"].as_str().unwrap().to_string();
     for addr in ["198.18.0.22", "198.18.0.23"] {
