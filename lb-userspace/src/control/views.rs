@@ -21,16 +21,7 @@ impl Control {
 
     /// A VIP that was just removed (its backends may be gone from the state already).
     pub(super) fn view_of_removed(&self, v: &VipState) -> VipView {
-        VipView {
-            name: v.spec.name(),
-            vip: vip_ref(v),
-            id: v.id,
-            forwarding: Forwarding::Ipip,
-            ring_size: v.spec.ring_size,
-            new_flow_limit: v.spec.new_flow_limit,
-            ring_rebuilds: v.rebuilds,
-            backends: Vec::new(),
-        }
+        view(v, Vec::new())
     }
 
     fn vip_view(&self, v: &VipState) -> VipView {
@@ -55,16 +46,7 @@ impl Control {
                     / v.spec.ring_size as f64,
             })
             .collect();
-        VipView {
-            name: v.spec.name(),
-            vip: vip_ref(v),
-            id: v.id,
-            forwarding: Forwarding::Ipip,
-            ring_size: v.spec.ring_size,
-            new_flow_limit: v.spec.new_flow_limit,
-            ring_rebuilds: v.rebuilds,
-            backends,
-        }
+        view(v, backends)
     }
 
     pub(super) fn status_view(&self) -> StatusView {
@@ -74,6 +56,19 @@ impl Control {
             uptime_seconds: self.info.started.elapsed().as_secs(),
             vips: self.vip_views(),
         }
+    }
+}
+
+fn view(v: &VipState, backends: Vec<BackendView>) -> VipView {
+    VipView {
+        name: v.spec.name(),
+        vip: vip_ref(v),
+        id: v.id,
+        forwarding: Forwarding::Ipip,
+        ring_size: v.spec.ring_size,
+        new_flow_limit: v.spec.new_flow_limit,
+        ring_rebuilds: v.rebuilds,
+        backends,
     }
 }
 

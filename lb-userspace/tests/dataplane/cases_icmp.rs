@@ -82,18 +82,8 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             let (c, vip) = (sa(client), sa(vip));
             // The flow exists; then its backend leaves the ring, so only the flow table can
             // send the error to the right backend.
-            let syn = packets::tcp(c, vip, F::Syn, b"");
-            let first = lb.simulate(Tcp, c, vip)?;
-            expect_forward(&mut lb, Tcp, c, vip, &syn, Ingress::Fx0)?;
-            let key = lb
-                .state
-                .vips
-                .iter()
-                .find(|v| v.spec.address == vip.ip())
-                .unwrap()
-                .key;
-            lb.state.update_member(&key, first.backend, Some(0), None)?;
-            lb.sync()?;
+            let first = lb.open_flow(c, vip, Ingress::Fx0)?;
+            lb.weight_zero(vip, first.backend)?;
             let err = packets::icmp_too_big(ip(router), vip, c);
             expect_forward_to(&mut lb, &err, Ingress::Fx0, first.backend, first.hash)?;
             ensure!(lb.stat(Stat::IcmpErrorToBackend) == 1);
@@ -129,18 +119,8 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     v.push(trial("flow/syn-after-fin-is-a-new-connection", move || {
         let mut lb = Lb::new(fx0)?;
         let (c, vip) = (sa("198.18.0.10:43000"), sa("198.18.100.1:80"));
-        let first = lb.simulate(Tcp, c, vip)?;
-        expect_forward(
-            &mut lb,
-            Tcp,
-            c,
-            vip,
-            &packets::tcp(c, vip, F::Syn, b""),
-            Ingress::Fx0,
-        )?;
-        let key = lb.state.vips[0].key;
-        lb.state.update_member(&key, first.backend, Some(0), None)?;
-        lb.sync()?;
+        let first = lb.open_flow(c, vip, Ingress::Fx0)?;
+        lb.weight_zero(vip, first.backend)?;
         // A retransmitted SYN and the FIN still follow the flow...
         let syn = packets::tcp(c, vip, F::Syn, b"");
         expect_forward_to(&mut lb, &syn, Ingress::Fx0, first.backend, first.hash)?;
@@ -158,24 +138,8 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     v.push(trial("flow/rst-closes-too", move || {
         let mut lb = Lb::new(fx0)?;
         let (c, vip) = (sa("[2001:db8::10]:43001"), sa("[2001:db8:100::1]:80"));
-        let first = lb.simulate(Tcp, c, vip)?;
-        expect_forward(
-            &mut lb,
-            Tcp,
-            c,
-            vip,
-            &packets::tcp(c, vip, F::Syn, b""),
-            Ingress::Lo,
-        )?;
-        let key = lb
-            .state
-            .vips
-            .iter()
-            .find(|v| v.spec.address == vip.ip())
-            .unwrap()
-            .key;
-        lb.state.update_member(&key, first.backend, Some(0), None)?;
-        lb.sync()?;
+        let first = lb.open_flow(c, vip, Ingress::Lo)?;
+        lb.weight_zero(vip, first.backend)?;
         let rst = packets::tcp(c, vip, F::Rst, b"");
         expect_forward_to(&mut lb, &rst, Ingress::Lo, first.backend, first.hash)?;
         let b = expect_forward(

@@ -24,19 +24,8 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             move || {
                 let mut lb = Lb::new(fx0)?;
                 let (c, vip) = (sa("198.18.0.10:42000"), sa("198.18.100.1:80"));
-                let first = lb.simulate(Tcp, c, vip)?;
-                expect_forward(
-                    &mut lb,
-                    Tcp,
-                    c,
-                    vip,
-                    &packets::tcp(c, vip, F::Syn, b""),
-                    Ingress::Fx0,
-                )?;
-                // Take the flow's backend out of the ring (weight 0): new flows avoid it...
-                let key = lb.state.vips[0].key;
-                lb.state.update_member(&key, first.backend, Some(0), None)?;
-                lb.sync()?;
+                let first = lb.open_flow(c, vip, Ingress::Fx0)?;
+                lb.weight_zero(vip, first.backend)?;
                 let now = lb.simulate(Tcp, c, vip)?;
                 ensure!(
                     now.backend != first.backend,

@@ -159,6 +159,28 @@ impl Lb {
         Ok(())
     }
 
+    /// Open a TCP flow: its SYN is forwarded to the ring's pick, which is returned.
+    pub fn open_flow(&mut self, c: SocketAddr, vip: SocketAddr, ingress: Ingress) -> Result<Pick> {
+        let first = self.simulate(Protocol::Tcp, c, vip)?;
+        let syn = crate::packets::tcp(c, vip, crate::packets::Tcp::Syn, b"");
+        expect_forward_to(self, &syn, ingress, first.backend, first.hash)?;
+        Ok(first)
+    }
+
+    /// Take `backend` out of `vip`'s ring (weight 0) and sync: new flows avoid it, established
+    /// ones keep it.
+    pub fn weight_zero(&mut self, vip: SocketAddr, backend: IpAddr) -> Result<()> {
+        let key = self
+            .state
+            .vips
+            .iter()
+            .find(|v| v.spec.address == vip.ip() && v.spec.port == vip.port())
+            .context("no such VIP in the fixture config")?
+            .key;
+        self.state.update_member(&key, backend, Some(0), None)?;
+        self.sync()
+    }
+
     pub fn backend_id(&self, addr: IpAddr) -> u32 {
         self.state
             .backends()
