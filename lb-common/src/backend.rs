@@ -17,6 +17,11 @@ pub struct Backend {
 /// (the backend was removed) and the flow is rescheduled on the ring.
 pub const BACKEND_F_VALID: u8 = 1;
 
+/// Health checks failed (or the operator disabled it): flows in the flow table that point here
+/// are rescheduled on the ring on their next packet. Rings never name such a backend, except
+/// for a VIP failing open (every backend down), where the flag is not set.
+pub const BACKEND_F_DOWN: u8 = 2;
+
 /// Ring slot value meaning "no backend": a VIP whose backends all have weight 0.
 pub const NO_BACKEND: u32 = u32::MAX;
 

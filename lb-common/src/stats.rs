@@ -61,9 +61,12 @@ pub enum Stat {
     /// Too big for the path to its backend once encapsulated: answered with ICMP
     /// "fragmentation needed" / ICMPv6 "packet too big" (DropTooBig when that is not allowed).
     TxIcmpTooBig = 19,
+    /// Flow-table hit on a backend marked down by its health checks: rescheduled on the ring
+    /// (the server is gone; sticking to it only prolongs the outage).
+    FlowBackendDown = 20,
 }
 
-pub const STAT_COUNT: u32 = 20;
+pub const STAT_COUNT: u32 = 21;
 
 /// Metric-friendly names, indexed by `Stat as usize`.
 pub const STAT_NAMES: [&str; STAT_COUNT as usize] = [
@@ -87,6 +90,7 @@ pub const STAT_NAMES: [&str; STAT_COUNT as usize] = [
     "flow_reopened",
     "flood_not_inserted",
     "tx_icmp_too_big",
+    "flow_backend_down",
 ];
 
 /// Indices of the decap program's `DECAP_STATS`.

@@ -19,7 +19,7 @@ use crate::{
     config::Config,
     control::{self, Control, DaemonInfo, Sampler},
     dataplane::{AttachMode, Dataplane, LoadOptions},
-    metrics::ApiMetrics,
+    metrics::DaemonMetrics,
     netinfo,
     persist::Store,
     reconcile,
@@ -45,7 +45,7 @@ pub struct Options {
 }
 
 /// Everything before serving. On error nothing is left attached.
-pub fn start(opts: &Options, api_metrics: Arc<ApiMetrics>) -> Result<Control> {
+pub fn start(opts: &Options, api_metrics: Arc<DaemonMetrics>) -> Result<Control> {
     let started = Instant::now();
     let text = std::fs::read_to_string(&opts.config)
         .with_context(|| format!("cannot read config file {}", opts.config.display()))?;
@@ -106,6 +106,7 @@ pub fn start(opts: &Options, api_metrics: Arc<ApiMetrics>) -> Result<Control> {
         },
         sampler: Sampler::default(),
         api_metrics,
+        lifecycle: Default::default(),
     })
 }
 
@@ -119,7 +120,7 @@ pub fn run(opts: &Options) -> Result<()> {
 }
 
 async fn serve(opts: &Options) -> Result<()> {
-    let api_metrics = Arc::new(ApiMetrics::new());
+    let api_metrics = Arc::new(DaemonMetrics::new());
     let control = start(opts, api_metrics.clone())?;
     let (handle, task) = control::spawn(control, opts.stats_interval);
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod health;
 pub mod maglev;
 pub mod metrics;
 pub mod netinfo;

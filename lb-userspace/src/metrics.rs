@@ -3,19 +3,28 @@
 //! Data-plane counters live in per-CPU maps; at each scrape they are summed over CPUs and exposed
 //! as counters built for that scrape (so values are exactly the kernel's). API request counts and
 //! build info live in a long-lived registry.
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
-use crate::{control::stats::Sample, state::State};
+use crate::{
+    control::stats::Sample,
+    state::{MemberState, State},
+};
 
 /// Metrics the daemon itself maintains.
-pub struct ApiMetrics {
+pub struct DaemonMetrics {
     registry: Registry,
     /// `sheave_api_requests_total{endpoint, result}`.
     pub requests: IntCounterVec,
+    /// `sheave_backend_transitions_total{vip, backend, from, to}`.
+    pub transitions: IntCounterVec,
+    /// `sheave_health_check_duration_seconds{backend, check}`.
+    pub check_duration: HistogramVec,
 }
 
-impl ApiMetrics {
-    pub fn new() -> ApiMetrics {
+impl DaemonMetrics {
+    pub fn new() -> DaemonMetrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -34,15 +43,43 @@ impl ApiMetrics {
         )
         .expect("valid metric");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("unique");
-        registry.register(Box::new(build)).expect("unique");
-        ApiMetrics { registry, requests }
+        let transitions = IntCounterVec::new(
+            Opts::new(
+                "sheave_backend_transitions_total",
+                "Backend state changes per VIP (health checks, operator, drains)",
+            ),
+            &["vip", "backend", "from", "to"],
+        )
+        .expect("valid metric");
+        let check_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "sheave_health_check_duration_seconds",
+                "Time a health check took (until its verdict, including failures)",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["backend", "check"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(build),
+            Box::new(transitions.clone()),
+            Box::new(check_duration.clone()),
+        ] {
+            registry.register(c).expect("unique");
+        }
+        DaemonMetrics {
+            registry,
+            requests,
+            transitions,
+            check_duration,
+        }
     }
 }
 
-impl Default for ApiMetrics {
+impl Default for DaemonMetrics {
     fn default() -> Self {
         Self::new()
     }
@@ -77,8 +114,23 @@ fn action_reason(stat: &str) -> Option<(&'static str, &str)> {
     }
 }
 
+/// A VIP member's state for the gauges.
+pub struct MemberGauge {
+    pub vip: String,
+    pub backend: String,
+    pub state: &'static str,
+    /// Live flows while draining.
+    pub flows: Option<u64>,
+}
+
 /// The full exposition: data-plane counters from `sample`, state gauges, API metrics.
-pub fn render(api: &ApiMetrics, state: &State, sample: &Sample) -> String {
+pub fn render(
+    api: &DaemonMetrics,
+    state: &State,
+    sample: &Sample,
+    members: &[MemberGauge],
+    all_down: &[(String, bool)],
+) -> String {
     let r = Registry::new();
     let vip_packets = counter(
         &r,
@@ -171,11 +223,35 @@ pub fn render(api: &ApiMetrics, state: &State, sample: &Sample) -> String {
             weight
                 .with_label_values(&[&name, &addr])
                 .set(m.weight as i64);
-            for s in ["up", "draining"] {
-                let on = (s == "draining") == m.draining;
-                bstate.with_label_values(&[&name, &addr, s]).set(on as i64);
-            }
         }
+    }
+    let draining_flows = gauge(
+        &r,
+        "sheave_backend_draining_flows",
+        "Flows still on a draining backend (flow-table entries seen recently, not closed)",
+        &["vip", "backend"],
+    );
+    for m in members {
+        for s in MemberState::ALL {
+            let on = s.name() == m.state;
+            bstate
+                .with_label_values(&[&m.vip, &m.backend, s.name()])
+                .set(on as i64);
+        }
+        if let Some(n) = m.flows {
+            draining_flows
+                .with_label_values(&[&m.vip, &m.backend])
+                .set(n as i64);
+        }
+    }
+    let vip_down = gauge(
+        &r,
+        "sheave_vip_all_backends_down",
+        "1 while every backend of the VIP is down (see all_backends_down)",
+        &["vip"],
+    );
+    for (vip, down) in all_down {
+        vip_down.with_label_values(&[vip]).set(*down as i64);
     }
     for (id, addr) in state.backends() {
         let c = sample.backends.get(&id).copied().unwrap_or_default();
@@ -203,7 +279,7 @@ pub fn render(api: &ApiMetrics, state: &State, sample: &Sample) -> String {
 }
 
 /// When the maps cannot be read: at least the daemon's own metrics.
-pub fn render_api_only(api: &ApiMetrics) -> String {
+pub fn render_api_only(api: &DaemonMetrics) -> String {
     TextEncoder::new()
         .encode_to_string(&api.registry.gather())
         .expect("text encoding cannot fail for valid families")

@@ -15,9 +15,11 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use crate::{
-    config::DataplaneOptions,
-    state::{State, StateError, VipSpec},
+    config::{DataplaneOptions, HealthCheckConfig},
+    state::{DrainRequest, State, StateError, VipSpec},
 };
 
 const FORMAT_VERSION: u32 = 1;
@@ -28,6 +30,9 @@ struct Persisted {
     /// xxh64 of the configuration file text this state started from.
     config_digest: String,
     vips: Vec<PersistedVip>,
+    /// Backends the operator disabled.
+    #[serde(default)]
+    disabled: Vec<IpAddr>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -42,6 +47,11 @@ struct PersistedBackend {
     address: IpAddr,
     weight: u16,
     draining: bool,
+    /// When an operator drain ends at the latest (ms since the Unix epoch).
+    #[serde(default)]
+    drain_deadline_ms: Option<u64>,
+    #[serde(default)]
+    health_check: Option<HealthCheckConfig>,
 }
 
 pub struct Store {
@@ -100,11 +110,31 @@ impl Store {
                 s.add_vip(v.spec.clone())?;
                 for b in &v.backends {
                     s.add_backend(&v.spec.key(), b.address, b.weight)?;
+                    s.set_member_check(&v.spec.key(), b.address, b.health_check.clone())?;
                     if b.draining {
-                        s.update_member(&v.spec.key(), b.address, None, Some(true))?;
+                        // What was left of the drain's time (all of it if unknown).
+                        let left = b
+                            .drain_deadline_ms
+                            .map(|ms| {
+                                (UNIX_EPOCH + Duration::from_millis(ms))
+                                    .duration_since(SystemTime::now())
+                                    .unwrap_or_default()
+                            })
+                            .unwrap_or(v.spec.policy.drain_timeout);
+                        let timeout = left.max(Duration::from_millis(1));
+                        s.update_member(
+                            &v.spec.key(),
+                            b.address,
+                            None,
+                            Some(DrainRequest::Start { timeout }),
+                        )?;
                     }
                 }
             }
+            for &a in &p.disabled {
+                s.set_disabled(a, true)?;
+            }
+            s.skip_slow_start();
             Ok(())
         };
         restore(&mut s).with_context(|| format!("restoring {}", self.path.display()))?;
@@ -126,10 +156,22 @@ impl Store {
                         .map(|m| PersistedBackend {
                             address: state.backend_address(m.backend_id),
                             weight: m.weight,
-                            draining: m.draining,
+                            draining: m.draining(),
+                            drain_deadline_ms: m.drain.map(|d| {
+                                d.deadline
+                                    .duration_since(UNIX_EPOCH)
+                                    .unwrap_or_default()
+                                    .as_millis() as u64
+                            }),
+                            health_check: m.health_check.clone(),
                         })
                         .collect(),
                 })
+                .collect(),
+            disabled: state
+                .backends()
+                .filter(|&(id, _)| state.backend_disabled(id))
+                .map(|(_, a)| a)
                 .collect(),
         };
         let text = serde_json::to_string_pretty(&p)?;

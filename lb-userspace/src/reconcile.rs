@@ -3,9 +3,13 @@
 //! VIP's inactive half, then one map update points the VIP at it.
 //!
 //! Order matters for packets in flight: new backend slots are written before rings name them,
-//! and removed backends are cleared only after no ring names them any more.
+//! and removed backends are cleared (or marked down) only after no ring names them any more, so
+//! a flow rescheduled away from a backend finds the new ring.
 use anyhow::{Context as _, Result};
-use lb_common::{backend::BACKEND_F_VALID, config::DataplaneConfig};
+use lb_common::{
+    backend::{BACKEND_F_DOWN, BACKEND_F_VALID},
+    config::DataplaneConfig,
+};
 
 use crate::{
     dataplane::{Dataplane, Maps},
@@ -39,19 +43,23 @@ fn write(
         dp.set_config(encap)?;
     }
     for &id in &p.backends {
+        // New slots before rings name them; down flags after the rings (below).
         let value = state.backend_value(id);
-        if value.flags & BACKEND_F_VALID != 0 {
+        if value.flags & (BACKEND_F_VALID | BACKEND_F_DOWN) == BACKEND_F_VALID {
             dp.set_backend(id, &value)?;
         }
     }
+    let now = std::time::Instant::now();
     for &vip_id in &p.vips {
         let Some(vip) = state.vips.iter().find(|v| v.id == vip_id) else {
             continue;
         };
-        let ring = state.ring(vip);
+        let ring = state.ring(vip, now);
         let vip = state.vip_by_id_mut(vip_id).expect("found above");
-        publish_ring(dp, vip, &ring)
+        publish_ring(dp, vip, &ring.slots)
             .with_context(|| format!("publishing VIP {}", vip.spec.name()))?;
+        vip.published_weights = ring.weights;
+        vip.failing_open = ring.failing_open;
     }
     for key in &p.removed_vips {
         // Already absent is fine: a retried sync may have removed it before failing later.
@@ -60,10 +68,10 @@ fn write(
     let addresses = state.vips.iter().map(|v| v.spec.address).collect();
     dp.sync_addresses(&addresses)?;
     for &id in &p.backends {
+        // Cleared slots, and the down flag, which depends on the rings just published (a VIP
+        // failing open keeps its down backends' flows).
         let value = state.backend_value(id);
-        if value.flags & BACKEND_F_VALID == 0 {
-            dp.set_backend(id, &value)?;
-        }
+        dp.set_backend(id, &value)?;
     }
     Ok(())
 }

@@ -28,7 +28,11 @@ pub struct Pick {
 impl Simulator {
     pub fn new(state: &State) -> Simulator {
         Simulator {
-            rings: state.vips.iter().map(|v| (v.key, state.ring(v))).collect(),
+            rings: state
+                .vips
+                .iter()
+                .map(|v| (v.key, state.ring(v, std::time::Instant::now()).slots))
+                .collect(),
             backends: state.backends().collect(),
         }
     }

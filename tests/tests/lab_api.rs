@@ -182,17 +182,18 @@ fn operators_change_a_running_load_balancer_through_the_cli() {
     let r = connect(&lab, 41100, 90);
     assert!(r.count("b3") > 15, "b3 got too few new flows: {r:?}");
 
-    // Weight 0 for b1, then drain b2: new flows avoid them; undrain brings b2 back.
+    // Weight 0 for b1, then disable b2: new flows avoid them; enable brings b2 back. (Drains
+    // end by themselves once a backend's flows do: lab_health tests them.)
     cli.ok(&["backend", "set-weight", VIP4, "198.18.0.21", "0"]);
     let b = cli.backends();
     assert_eq!(b["198.18.0.21"], (0, "weight-0".into(), 0.0));
     let r = connect(&lab, 41200, 60);
     assert_eq!(r.count("b1"), 0, "{r:?}");
-    cli.ok(&["backend", "drain", VIP4, "198.18.0.22"]);
-    assert_eq!(cli.backends()["198.18.0.22"].1, "draining");
+    cli.ok(&["backend", "disable", "198.18.0.22"]);
+    assert_eq!(cli.backends()["198.18.0.22"].1, "disabled");
     let r = connect(&lab, 41300, 40);
     assert_eq!(r.count("b3"), 40, "only b3 takes new flows now: {r:?}");
-    cli.ok(&["backend", "undrain", VIP4, "198.18.0.22"]);
+    cli.ok(&["backend", "enable", "198.18.0.22"]);
     let r = connect(&lab, 41400, 60);
     assert!(r.count("b2") > 10 && r.count("b1") == 0, "{r:?}");
 
@@ -331,8 +332,9 @@ fn operators_change_a_running_load_balancer_through_the_cli() {
     );
     assert_eq!(cli.json(&["vip", "list"]).as_array().unwrap().len(), 2);
 
-    // API changes survive a restart (same config file): same VIPs, backends, weights, drains.
-    cli.ok(&["backend", "drain", VIP4, "198.18.0.22"]);
+    // API changes survive a restart (same config file): same VIPs, backends, weights, disabled
+    // backends.
+    cli.ok(&["backend", "disable", "198.18.0.22"]);
     let before = cli.json(&["vip", "list"]);
     d.restart_sheaved(&lab).expect("restart");
     assert_eq!(
@@ -340,7 +342,7 @@ fn operators_change_a_running_load_balancer_through_the_cli() {
         strip_rebuilds(&before)
     );
     let r = connect(&lab, 41500, 30);
-    // b2 is still drained after the restart: every new flow goes to b1.
+    // b2 is still disabled after the restart: every new flow goes to b1.
     assert_eq!(r.count("b1"), 30, "{r:?}");
 
     // Metrics are served: traffic per backend, and the API requests of this daemon.

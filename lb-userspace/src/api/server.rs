@@ -13,21 +13,21 @@ use axum::{
 use serde::de::DeserializeOwned;
 
 use super::types::{
-    AddBackend, AddVip, ConfigRequest, ErrorBody, ExplainRequest, UpdateBackend, VipRef,
+    AddBackend, AddVip, ConfigRequest, ErrorBody, ExplainRequest, SetBackend, UpdateBackend, VipRef,
 };
 use crate::{
     control::{ApiError, Handle, Request},
-    metrics::ApiMetrics,
+    metrics::DaemonMetrics,
 };
 
 #[derive(Clone)]
 struct App {
     control: Handle,
-    metrics: Arc<ApiMetrics>,
+    metrics: Arc<DaemonMetrics>,
 }
 
 /// The API's routes (see the module docs of [`crate::api`]).
-pub fn api_router(control: Handle, metrics: Arc<ApiMetrics>) -> Router {
+pub fn api_router(control: Handle, metrics: Arc<DaemonMetrics>) -> Router {
     Router::new()
         .route("/v1/vips", get(list_vips).post(add_vip))
         .route(
@@ -39,6 +39,7 @@ pub fn api_router(control: Handle, metrics: Arc<ApiMetrics>) -> Router {
             "/v1/vips/{proto}/{addr}/{port}/backends/{backend}",
             axum::routing::delete(remove_backend).patch(update_backend),
         )
+        .route("/v1/backends/{backend}", axum::routing::put(set_backend))
         .route("/v1/status", get(status))
         .route("/v1/stats", get(stats))
         .route("/v1/explain", post(explain))
@@ -168,6 +169,18 @@ async fn update_backend(
         ))
     });
     call(&app, "backend_update", req).await
+}
+
+async fn set_backend(
+    State(app): State<App>,
+    Path(be): Path<String>,
+    body_bytes: Bytes,
+) -> Response {
+    let req = ip(&be).and_then(|addr| {
+        let b = body::<SetBackend>(&body_bytes)?;
+        Ok(Request::SetBackendDisabled(addr, b.disabled))
+    });
+    call(&app, "backend_set", req).await
 }
 
 async fn status(State(app): State<App>) -> Response {

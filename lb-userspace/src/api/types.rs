@@ -82,6 +82,9 @@ pub struct AddVip {
     /// Default `ipip`.
     #[serde(default)]
     pub forwarding: Forwarding,
+    /// Health checks, slow start, drain timeout, all-down behaviour (as in the config file).
+    #[serde(default)]
+    pub policy: Option<crate::config::VipPolicy>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -91,6 +94,9 @@ pub struct AddBackend {
     /// 0-65535, default 100.
     #[serde(default)]
     pub weight: Option<u16>,
+    /// Keys of the VIP's health check that differ for this backend.
+    #[serde(default)]
+    pub health_check: Option<crate::config::HealthCheckConfig>,
 }
 
 /// Change a backend of a VIP; absent fields stay as they are.
@@ -99,14 +105,28 @@ pub struct AddBackend {
 pub struct UpdateBackend {
     #[serde(default)]
     pub weight: Option<u16>,
-    /// true: no new flows, established flows stay; false: back to normal.
+    /// true: no new flows, established flows stay until they end or `drain_timeout`, then the
+    /// backend leaves the VIP; false: cancel a drain.
     #[serde(default)]
     pub draining: Option<bool>,
+    /// e.g. "30s"; default: the VIP's `drain_timeout`.
+    #[serde(default, with = "humantime_serde::option")]
+    pub drain_timeout: Option<std::time::Duration>,
+}
+
+/// Operator state of a backend in every VIP.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetBackend {
+    pub disabled: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VipView {
     pub name: String,
+    /// Every backend is down (`all_backends_down` says what new flows get).
+    pub all_down: bool,
+    pub all_backends_down: String,
     #[serde(flatten)]
     pub vip: VipRef,
     pub id: u32,
@@ -124,10 +144,31 @@ pub struct BackendView {
     pub address: IpAddr,
     pub id: u32,
     pub weight: u16,
-    /// `up`, `draining` (operator drain) or `weight-0`.
+    /// `up`, `slow-start`, `draining`, `down`, `disabled`, or `weight-0` (up with weight 0).
     pub state: String,
+    /// Why, e.g. "connect refused ×3", "operator drain".
+    pub reason: String,
+    /// The weight the published ring was built with (ramps during slow start; 0 when out).
+    pub effective_weight: f64,
     /// Fraction of the VIP's ring slots (new flows) this backend gets.
     pub ring_share: f64,
+    /// Live flows in the flow table, counted while something drains.
+    pub flows: Option<u64>,
+    /// Seconds until an operator drain ends at the latest.
+    pub drain_remaining_seconds: Option<f64>,
+    /// The latest health check, if the backend is checked.
+    pub check: Option<CheckView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckView {
+    /// `tcp`, `http`, `https`, `udp`, `exec`.
+    pub kind: String,
+    /// `up`, `down`, `going-away` (settled, after rise/fall).
+    pub verdict: String,
+    /// The latest single result, e.g. "ok", "connect refused".
+    pub last: String,
+    pub latency_ms: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -122,6 +122,16 @@ pub struct Failure {
     pub code: u8,
 }
 
+impl Failure {
+    /// A command line that cannot work (exit status 2, like clap's own usage errors).
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code: 2,
+        }
+    }
+}
+
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Failure {
         Failure {

@@ -3,7 +3,18 @@ use clap::Subcommand;
 use hyper::Method;
 
 use super::{Failure, Global, api_call::show, show::print_vip};
-use crate::api::types::{AddVip, Forwarding, VipRef, VipView};
+use crate::{
+    api::types::{AddVip, Forwarding, VipRef, VipView},
+    config::{AllDown, HealthCheckConfig, VipPolicy},
+};
+
+fn parse_all_down(s: &str) -> Result<AllDown, String> {
+    match s {
+        "fail-open" => Ok(AllDown::FailOpen),
+        "drop" => Ok(AllDown::Drop),
+        _ => Err(format!("{s:?}: expected fail-open or drop")),
+    }
+}
 
 #[derive(Subcommand)]
 pub enum VipCommand {
@@ -24,6 +35,25 @@ pub enum VipCommand {
         /// How packets reach the backends: ipip (direct server return through IPIP/IP6IP6).
         #[arg(long, value_enum, default_value_t = Forwarding::Ipip)]
         forwarding: Forwarding,
+        /// Health check of its backends: tcp, http, https, udp or exec (more keys through
+        /// `sheave config apply`). Default: none (backends count as up).
+        #[arg(long, value_name = "TYPE")]
+        health_check: Option<String>,
+        /// Port the health check probes (default: the VIP's port).
+        #[arg(long, value_name = "PORT")]
+        check_port: Option<u16>,
+        /// HTTP(S) check path, e.g. /healthz.
+        #[arg(long, value_name = "PATH")]
+        check_path: Option<String>,
+        /// Ramp a recovered or added backend's weight up over this window, e.g. 30s.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        slow_start: Option<std::time::Duration>,
+        /// Default timeout of `sheave backend drain` (default 60s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        drain_timeout: Option<std::time::Duration>,
+        /// New flows when every backend is down: fail-open (default) or drop.
+        #[arg(long, value_name = "POLICY", value_parser = parse_all_down)]
+        all_backends_down: Option<AllDown>,
     },
     /// Remove a VIP: its packets go to the kernel from then on.
     Del { vip: VipRef },
@@ -40,12 +70,37 @@ pub fn run(g: &Global, cmd: VipCommand) -> Result<(), Failure> {
             ring_size,
             new_flow_limit,
             forwarding,
+            health_check,
+            check_port,
+            check_path,
+            slow_start,
+            drain_timeout,
+            all_backends_down,
         } => {
+            let mut policy = VipPolicy::default();
+            if let Some(kind) = health_check {
+                policy.health_check = Some(HealthCheckConfig {
+                    kind: Some(kind),
+                    port: check_port,
+                    path: check_path,
+                    ..HealthCheckConfig::default()
+                });
+            } else if check_port.is_some() || check_path.is_some() {
+                return Err(Failure::usage(
+                    "--check-port and --check-path go with --health-check TYPE",
+                ));
+            }
+            policy.slow_start = slow_start.unwrap_or_default();
+            if let Some(t) = drain_timeout {
+                policy.drain_timeout = t;
+            }
+            policy.all_backends_down = all_backends_down.unwrap_or_default();
             let body = AddVip {
                 vip,
                 ring_size,
                 new_flow_limit,
                 forwarding,
+                policy: Some(policy),
             };
             show(g, Method::POST, "/v1/vips", Some(&body), |v: &VipView| {
                 println!("added VIP {} (ring size {})", v.name, v.ring_size)

@@ -8,8 +8,8 @@ use log::info;
 use super::{ApiError, Control, Reply, json};
 use crate::{
     api::types::{AddBackend, AddVip, ConfigRequest, DiffView, UpdateBackend, VipRef},
-    config::{Config, DEFAULT_WEIGHT},
-    state::{State, StateError, VipSpec},
+    config::{BackendRef, Config, DEFAULT_WEIGHT, HealthCheckConfig},
+    state::{DrainRequest, State, StateError, VipSpec},
     wire::vip_key,
 };
 
@@ -21,10 +21,12 @@ fn key(v: &VipRef) -> lb_common::vip::VipKey {
 enum Op {
     AddVip(VipSpec),
     RemoveVip(VipSpec),
-    AddBackend(VipSpec, IpAddr, u16),
+    AddBackend(VipSpec, BackendRef),
     RemoveBackend(VipSpec, IpAddr),
     SetWeight(VipSpec, IpAddr, u16, u16),
-    SetFlowLimit(VipSpec, u32, u32),
+    /// New-flow limit or policy (checks, slow start, drain timeout, all-down), from → to.
+    UpdateVip(VipSpec, VipSpec),
+    SetBackendCheck(VipSpec, IpAddr, Option<HealthCheckConfig>),
 }
 
 impl Op {
@@ -32,13 +34,50 @@ impl Op {
         match self {
             Op::AddVip(v) => format!("+ vip {} (ring size {})", v.name(), v.ring_size),
             Op::RemoveVip(v) => format!("- vip {}", v.name()),
-            Op::AddBackend(v, a, w) => format!("+ backend {a} (weight {w}) to {}", v.name()),
+            Op::AddBackend(v, b) => format!(
+                "+ backend {} (weight {}) to {}",
+                b.address,
+                b.weight,
+                v.name()
+            ),
             Op::RemoveBackend(v, a) => format!("- backend {a} from {}", v.name()),
             Op::SetWeight(v, a, from, to) => {
                 format!("~ backend {a} of {}: weight {from} -> {to}", v.name())
             }
-            Op::SetFlowLimit(v, from, to) => {
-                format!("~ vip {}: new-flow limit {from} -> {to}", v.name())
+            Op::UpdateVip(from, to) => {
+                let mut what = Vec::new();
+                if from.new_flow_limit != to.new_flow_limit {
+                    what.push(format!(
+                        "new-flow limit {} -> {}",
+                        from.new_flow_limit, to.new_flow_limit
+                    ));
+                }
+                let (a, b) = (&from.policy, &to.policy);
+                if a.health_check != b.health_check {
+                    what.push("health check".into());
+                }
+                if a.slow_start != b.slow_start {
+                    what.push(format!(
+                        "slow start {:?} -> {:?}",
+                        a.slow_start, b.slow_start
+                    ));
+                }
+                if a.drain_timeout != b.drain_timeout {
+                    what.push(format!(
+                        "drain timeout {:?} -> {:?}",
+                        a.drain_timeout, b.drain_timeout
+                    ));
+                }
+                if a.all_backends_down != b.all_backends_down {
+                    what.push(format!(
+                        "all backends down: {} -> {}",
+                        a.all_backends_down, b.all_backends_down
+                    ));
+                }
+                format!("~ vip {}: {}", to.name(), what.join(", "))
+            }
+            Op::SetBackendCheck(v, a, _) => {
+                format!("~ backend {a} of {}: health check override", v.name())
             }
         }
     }
@@ -47,23 +86,21 @@ impl Op {
         match self {
             Op::AddVip(v) => s.add_vip(v.clone()).map(drop),
             Op::RemoveVip(v) => s.remove_vip(&v.key()).map(drop),
-            Op::AddBackend(v, a, w) => s.add_backend(&v.key(), *a, *w).map(drop),
+            Op::AddBackend(v, b) => {
+                s.add_backend(&v.key(), b.address, b.weight)?;
+                s.set_member_check(&v.key(), b.address, b.health_check.clone())
+            }
             Op::RemoveBackend(v, a) => s.remove_backend(&v.key(), *a),
             Op::SetWeight(v, a, _, w) => s.update_member(&v.key(), *a, Some(*w), None).map(drop),
-            Op::SetFlowLimit(v, _, to) => s.set_new_flow_limit(&v.key(), *to),
+            Op::UpdateVip(_, to) => s.update_vip(to),
+            Op::SetBackendCheck(v, a, c) => s.set_member_check(&v.key(), *a, c.clone()),
         }
     }
 }
 
 /// The steps from `current` to `target`, removals first so freed ring space is reused.
 fn diff(current: &Config, target: &Config) -> Vec<Op> {
-    let spec = |v: &crate::config::Vip| VipSpec {
-        address: v.address,
-        port: v.port,
-        protocol: v.protocol,
-        ring_size: v.ring_size,
-        new_flow_limit: v.new_flow_limit,
-    };
+    let spec = VipSpec::of;
     let mut removes = Vec::new();
     let mut adds = Vec::new();
     for cur in &current.vips {
@@ -76,29 +113,33 @@ fn diff(current: &Config, target: &Config) -> Vec<Op> {
                 adds.extend(
                     t.backends
                         .iter()
-                        .map(|b| Op::AddBackend(spec(t), b.address, b.weight)),
+                        .map(|b| Op::AddBackend(spec(t), b.clone())),
                 );
             }
             Some(t) => {
-                if t.new_flow_limit != cur.new_flow_limit {
-                    adds.push(Op::SetFlowLimit(
-                        spec(cur),
-                        cur.new_flow_limit,
-                        t.new_flow_limit,
-                    ));
+                if spec(t) != spec(cur) {
+                    adds.push(Op::UpdateVip(spec(cur), spec(t)));
                 }
                 for b in &cur.backends {
                     match t.backends.iter().find(|tb| tb.address == b.address) {
                         None => removes.push(Op::RemoveBackend(spec(cur), b.address)),
-                        Some(tb) if tb.weight != b.weight => {
-                            adds.push(Op::SetWeight(spec(cur), b.address, b.weight, tb.weight))
+                        Some(tb) => {
+                            if tb.weight != b.weight {
+                                adds.push(Op::SetWeight(spec(cur), b.address, b.weight, tb.weight));
+                            }
+                            if tb.health_check != b.health_check {
+                                adds.push(Op::SetBackendCheck(
+                                    spec(t),
+                                    b.address,
+                                    tb.health_check.clone(),
+                                ));
+                            }
                         }
-                        Some(_) => {}
                     }
                 }
                 for tb in &t.backends {
                     if !cur.backends.iter().any(|b| b.address == tb.address) {
-                        adds.push(Op::AddBackend(spec(t), tb.address, tb.weight));
+                        adds.push(Op::AddBackend(spec(t), tb.clone()));
                     }
                 }
             }
@@ -110,7 +151,7 @@ fn diff(current: &Config, target: &Config) -> Vec<Op> {
             adds.extend(
                 t.backends
                     .iter()
-                    .map(|b| Op::AddBackend(spec(t), b.address, b.weight)),
+                    .map(|b| Op::AddBackend(spec(t), b.clone())),
             );
         }
     }
@@ -126,6 +167,7 @@ impl Control {
             protocol: a.vip.protocol,
             ring_size: a.ring_size.unwrap_or(DEFAULT_RING_SIZE),
             new_flow_limit: a.new_flow_limit.unwrap_or(0),
+            policy: a.policy.unwrap_or_default(),
         };
         self.state.add_vip(spec)?;
         self.commit()?;
@@ -142,7 +184,11 @@ impl Control {
 
     pub(super) fn add_backend(&mut self, v: &VipRef, b: AddBackend) -> Reply {
         let weight = b.weight.unwrap_or(DEFAULT_WEIGHT);
-        self.state.add_backend(&key(v), b.address, weight)?;
+        // Validate the override on a copy: a refused request changes nothing.
+        let mut next = self.state.clone();
+        next.add_backend(&key(v), b.address, weight)?;
+        next.set_member_check(&key(v), b.address, b.health_check)?;
+        self.state = next;
         self.commit()?;
         info!("API: added backend {} (weight {weight}) to {v}", b.address);
         self.vip_view_of(v).map(|v| json(&v))
@@ -161,16 +207,98 @@ impl Control {
                 "nothing to change: give weight and/or draining",
             ));
         }
-        let m = self
-            .state
-            .update_member(&key(v), addr, u.weight, u.draining)?;
+        if u.drain_timeout.is_some() && u.draining != Some(true) {
+            return Err(ApiError::bad_request(
+                "drain_timeout goes with draining: true",
+            ));
+        }
+        let vip = self.state.vip(&key(v))?;
+        let timeout = u.drain_timeout.unwrap_or(vip.spec.policy.drain_timeout);
+        if timeout.is_zero() || timeout > std::time::Duration::from_secs(7 * 86400) {
+            return Err(ApiError::bad_request(
+                "drain timeout must be between 1s and 7 days",
+            ));
+        }
+        let drain = u.draining.map(|d| {
+            if d {
+                DrainRequest::Start { timeout }
+            } else {
+                DrainRequest::Cancel
+            }
+        });
+        let was = {
+            let vip = self.state.vip(&key(v))?;
+            vip.members
+                .iter()
+                .find(|m| self.state.backend_address(m.backend_id) == addr)
+                .map(|m| self.state.member_state(vip, m, std::time::Instant::now()).0)
+        };
+        let m = self.state.update_member(&key(v), addr, u.weight, drain)?;
         self.commit()?;
+        let now = std::time::Instant::now();
+        let vip = self.state.vip(&key(v))?;
+        let (is, _) = self.state.member_state(vip, &m, now);
         info!(
             "API: backend {addr} of {v}: weight {}{}",
             m.weight,
-            if m.draining { ", draining" } else { "" }
+            if m.draining() {
+                format!(", draining (timeout {timeout:?})")
+            } else {
+                String::new()
+            }
         );
+        if let Some(was) = was
+            && was != is
+        {
+            let why = if m.draining() {
+                "operator drain"
+            } else {
+                "operator"
+            };
+            self.log_transition(
+                &v.to_string(),
+                &addr.to_string(),
+                was.name(),
+                is.name(),
+                why,
+            );
+        }
         self.vip_view_of(v).map(|v| json(&v))
+    }
+
+    pub(super) fn set_backend_disabled(&mut self, addr: IpAddr, disabled: bool) -> Reply {
+        let now = std::time::Instant::now();
+        let before = self.member_states(addr, now);
+        if self.state.set_disabled(addr, disabled)? {
+            self.commit()?;
+            info!(
+                "API: backend {addr} {}",
+                if disabled { "disabled" } else { "enabled" }
+            );
+            for ((vip, was), (_, is)) in before.iter().zip(self.member_states(addr, now)) {
+                if *was != is {
+                    self.log_transition(vip, &addr.to_string(), was.name(), is.name(), "operator");
+                }
+            }
+        }
+        Ok(json(&self.vip_views()))
+    }
+
+    /// (VIP name, state) of every membership of a backend address.
+    fn member_states(
+        &self,
+        addr: IpAddr,
+        now: std::time::Instant,
+    ) -> Vec<(String, crate::state::MemberState)> {
+        let mut out = Vec::new();
+        for v in &self.state.vips {
+            for m in &v.members {
+                if self.state.backend_address(m.backend_id) == addr {
+                    out.push((v.spec.name(), self.state.member_state(v, m, now).0));
+                }
+            }
+        }
+        out
     }
 
     /// Show (and with `apply`, make) the changes from the running state to a configuration.

@@ -1,7 +1,7 @@
 //! `explain`: which backend a flow goes to and why: the flow table for an established flow,
 //! otherwise the VIP's Maglev ring, with the kernel's own hash.
 use lb_common::{
-    backend::{BACKEND_F_VALID, NO_BACKEND},
+    backend::{BACKEND_F_DOWN, BACKEND_F_VALID, NO_BACKEND},
     hash::{flow_hash, ring_slot},
 };
 
@@ -39,8 +39,8 @@ impl Control {
             reason: String::new(),
         };
         if let Some(st) = self.dp.flow(&key) {
-            let live = self.state.backend_value(st.backend_id).flags & BACKEND_F_VALID != 0;
-            if live {
+            let flags = self.state.backend_value(st.backend_id).flags;
+            if flags & (BACKEND_F_VALID | BACKEND_F_DOWN) == BACKEND_F_VALID {
                 view.backend = Some(self.state.backend_address(st.backend_id));
                 view.backend_id = Some(st.backend_id);
                 view.source = "flow-table".into();
@@ -49,11 +49,16 @@ impl Control {
                     .into();
                 return Ok(view);
             }
-            view.reason = "the flow table names a removed backend; the next packet is \
-                           rescheduled on the ring: "
-                .into();
+            view.reason = if flags & BACKEND_F_DOWN != 0 {
+                "the flow table names a backend that is down; the next packet is \
+                 rescheduled on the ring: "
+            } else {
+                "the flow table names a removed backend; the next packet is \
+                 rescheduled on the ring: "
+            }
+            .into();
         }
-        let id = self.state.ring(vip)[slot as usize];
+        let id = self.state.ring(vip, std::time::Instant::now()).slots[slot as usize];
         if id == NO_BACKEND {
             view.reason += "the VIP has no backend with weight > 0: new flows are dropped";
         } else {

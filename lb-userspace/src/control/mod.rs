@@ -3,6 +3,7 @@
 //! at a time, in order, by one code path (validate → change state → sync maps → persist).
 mod changes;
 mod explain;
+mod lifecycle;
 pub mod stats;
 mod views;
 
@@ -15,7 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     api::types::{AddBackend, AddVip, ConfigRequest, ExplainRequest, UpdateBackend, VipRef},
     dataplane::Dataplane,
-    metrics::ApiMetrics,
+    health::supervisor::Supervisor,
+    metrics::DaemonMetrics,
     persist::Store,
     state::{ErrorKind, State, StateError},
 };
@@ -32,6 +34,8 @@ pub enum Request {
     AddBackend(VipRef, AddBackend),
     RemoveBackend(VipRef, std::net::IpAddr),
     UpdateBackend(VipRef, std::net::IpAddr, UpdateBackend),
+    /// Operator disable (`true`) or enable of a backend in every VIP.
+    SetBackendDisabled(std::net::IpAddr, bool),
     Status,
     Stats,
     Explain(ExplainRequest),
@@ -95,8 +99,12 @@ pub struct Control {
     pub store: Option<Store>,
     pub info: DaemonInfo,
     pub sampler: Sampler,
-    pub api_metrics: std::sync::Arc<ApiMetrics>,
+    pub api_metrics: std::sync::Arc<DaemonMetrics>,
+    pub lifecycle: lifecycle::Lifecycle,
 }
+
+/// How often slow-start steps and drains are looked at.
+const LIFECYCLE_TICK: Duration = Duration::from_millis(200);
 
 /// The API side's handle on the control task.
 #[derive(Clone)]
@@ -124,18 +132,29 @@ pub fn spawn(
 ) -> (Handle, tokio::task::JoinHandle<Control>) {
     let (tx, mut rx) = mpsc::channel::<(Request, oneshot::Sender<Reply>)>(64);
     let task = tokio::spawn(async move {
+        let (report_tx, mut reports) = mpsc::channel(1024);
+        control.lifecycle.supervisor =
+            Some(Supervisor::new(report_tx, control.api_metrics.clone()));
+        control.reconcile_checks();
         let mut tick = tokio::time::interval(sample_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lifecycle_tick = tokio::time::interval(LIFECYCLE_TICK);
+        lifecycle_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 msg = rx.recv() => {
                     let Some((req, reply)) = msg else { break };
                     let r = control.handle(req);
+                    control.reconcile_checks();
                     let _ = reply.send(r);
                 }
+                Some(report) = reports.recv() => control.on_health_report(report),
+                _ = lifecycle_tick.tick() => control.lifecycle_tick(),
                 _ = tick.tick() => control.sample(),
             }
         }
+        // Stop the checks before handing the data plane back.
+        control.lifecycle.supervisor = None;
         info!("control task stopped");
         control
     });
@@ -158,6 +177,7 @@ impl Control {
             Request::AddBackend(v, b) => self.add_backend(&v, b),
             Request::RemoveBackend(v, addr) => self.remove_backend(&v, addr),
             Request::UpdateBackend(v, addr, u) => self.update_backend(&v, addr, u),
+            Request::SetBackendDisabled(addr, d) => self.set_backend_disabled(addr, d),
         }
     }
 

@@ -117,11 +117,37 @@ impl Control {
 
     pub(super) fn metrics_text(&self) -> String {
         match self.read_sample() {
-            Ok(s) => metrics::render(&self.api_metrics, &self.state, &s),
+            Ok(s) => {
+                let (members, all_down) = self.state_gauges();
+                metrics::render(&self.api_metrics, &self.state, &s, &members, &all_down)
+            }
             Err(e) => {
                 warn!("reading counters for /metrics: {e:#}");
                 metrics::render_api_only(&self.api_metrics)
             }
         }
+    }
+
+    /// Member states and all-down flags for the gauges.
+    fn state_gauges(&self) -> (Vec<metrics::MemberGauge>, Vec<(String, bool)>) {
+        let now = std::time::Instant::now();
+        let mut members = Vec::new();
+        let mut all_down = Vec::new();
+        for v in &self.state.vips {
+            let name = v.spec.name();
+            for m in &v.members {
+                let (st, _) = self.state.member_state(v, m, now);
+                members.push(metrics::MemberGauge {
+                    vip: name.clone(),
+                    backend: self.state.backend_address(m.backend_id).to_string(),
+                    state: st.name(),
+                    flows: (st == crate::state::MemberState::Draining)
+                        .then(|| self.member_flows(&v.key, m.backend_id))
+                        .flatten(),
+                });
+            }
+            all_down.push((name, self.state.all_down(v, now)));
+        }
+        (members, all_down)
     }
 }

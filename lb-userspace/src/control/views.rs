@@ -1,8 +1,11 @@
 //! Read-only answers: VIPs, their backends and ring shares, daemon status.
+use std::time::{Instant, SystemTime};
+
 use super::{ApiError, Control};
 use crate::{
-    api::types::{BackendView, Forwarding, StatusView, VipRef, VipView},
-    state::VipState,
+    api::types::{BackendView, CheckView, Forwarding, StatusView, VipRef, VipView},
+    health::probe::Verdict,
+    state::{MemberState, RAMP_STEPS, VipState},
     wire::vip_key,
 };
 
@@ -21,32 +24,66 @@ impl Control {
 
     /// A VIP that was just removed (its backends may be gone from the state already).
     pub(super) fn view_of_removed(&self, v: &VipState) -> VipView {
-        view(v, Vec::new())
+        view(v, Vec::new(), false)
     }
 
     fn vip_view(&self, v: &VipState) -> VipView {
-        // Shares of the ring last published (what the data plane holds).
+        let now = Instant::now();
+        // Shares and weights of the ring last published (what the data plane holds).
         let slots = &v.slot_counts;
         let backends = v
             .members
             .iter()
-            .map(|m| BackendView {
-                address: self.state.backend_address(m.backend_id),
-                id: m.backend_id,
-                weight: m.weight,
-                state: if m.draining {
-                    "draining"
-                } else if m.weight == 0 {
+            .map(|m| {
+                let (state, reason) = self.state.member_state(v, m, now);
+                let name = if state == MemberState::Up && m.weight == 0 {
                     "weight-0"
                 } else {
-                    "up"
+                    state.name()
+                };
+                BackendView {
+                    address: self.state.backend_address(m.backend_id),
+                    id: m.backend_id,
+                    weight: m.weight,
+                    state: name.into(),
+                    reason,
+                    effective_weight: v.published_weights.get(&m.backend_id).copied().unwrap_or(0)
+                        as f64
+                        / RAMP_STEPS as f64,
+                    ring_share: slots.get(&m.backend_id).copied().unwrap_or(0) as f64
+                        / v.spec.ring_size as f64,
+                    flows: (state == MemberState::Draining)
+                        .then(|| self.member_flows(&v.key, m.backend_id))
+                        .flatten(),
+                    drain_remaining_seconds: m.drain.map(|d| {
+                        d.deadline
+                            .duration_since(SystemTime::now())
+                            .unwrap_or_default()
+                            .as_secs_f64()
+                    }),
+                    check: self.check_view(m.backend_id),
                 }
-                .into(),
-                ring_share: slots.get(&m.backend_id).copied().unwrap_or(0) as f64
-                    / v.spec.ring_size as f64,
             })
             .collect();
-        view(v, backends)
+        view(v, backends, self.state.all_down(v, now))
+    }
+
+    /// The backend's worst check (the one that decides its health).
+    fn check_view(&self, backend_id: u32) -> Option<CheckView> {
+        let (spec, status) = self.state.backend_health(backend_id)?.worst()?;
+        let verdict = status.verdict;
+        let (last, latency) = status.last.clone().unwrap_or_default();
+        Some(CheckView {
+            kind: spec.kind().into(),
+            verdict: match verdict {
+                Verdict::Up => "up",
+                Verdict::Down => "down",
+                Verdict::GoingAway => "going-away",
+            }
+            .into(),
+            last,
+            latency_ms: latency.as_secs_f64() * 1000.0,
+        })
     }
 
     pub(super) fn status_view(&self) -> StatusView {
@@ -59,9 +96,11 @@ impl Control {
     }
 }
 
-fn view(v: &VipState, backends: Vec<BackendView>) -> VipView {
+fn view(v: &VipState, backends: Vec<BackendView>, all_down: bool) -> VipView {
     VipView {
         name: v.spec.name(),
+        all_down,
+        all_backends_down: v.spec.policy.all_backends_down.to_string(),
         vip: vip_ref(v),
         id: v.id,
         forwarding: Forwarding::Ipip,

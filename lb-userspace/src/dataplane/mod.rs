@@ -2,6 +2,7 @@
 //! maps ([`Dataplane`]), and the backends' decap program ([`decap`]).
 pub mod attach;
 pub mod decap;
+pub mod flow_scan;
 pub mod objects;
 pub mod pinned;
 pub mod rings;

@@ -6,6 +6,7 @@
 mod cases_decap;
 mod cases_flood;
 mod cases_forward;
+mod cases_health;
 mod cases_icmp;
 mod cases_matrix;
 mod cases_pass;
@@ -41,6 +42,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(cases_flood::trials(fx0));
     trials.extend(cases_matrix::trials(fx0));
     trials.extend(cases_state::trials(fx0));
+    trials.extend(cases_health::trials(fx0));
     trials.extend(cases_swap::trials(fx0));
     trials.extend(cases_decap::trials());
     trials.extend(parity::trials(fx0));

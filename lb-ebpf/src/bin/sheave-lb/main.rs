@@ -13,7 +13,9 @@ mod nexthop;
 mod schedule;
 mod stats;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext,
+};
 use lb_common::{
     addr::FAMILY_V4,
     config::{outer_src_v4, outer_src_v6},
@@ -51,7 +53,9 @@ fn balance(ctx: &XdpContext) -> u32 {
         return stats::pass(Stat::PassNoVip);
     };
     let frame_len = (ETH_HLEN + pkt.ip_len as usize) as u64;
-    let choice = match schedule::pick(&pkt, &vip) {
+    // One clock read per packet, for the flow's last-seen time and the next-hop cache.
+    let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    let choice = match schedule::pick(&pkt, &vip, now_ns) {
         Ok(choice) => choice,
         Err(why) => {
             stats::vip_packet(vip.vip_id, frame_len, false);
@@ -77,12 +81,12 @@ fn balance(ctx: &XdpContext) -> u32 {
     }
     let family = choice.backend.family;
     let tot_len = tot_len as u16;
-    let next = match nexthop::cached(choice.backend_id, &choice.backend, tot_len) {
+    let next = match nexthop::cached(choice.backend_id, &choice.backend, tot_len, now_ns) {
         Some(hop) => Next::Forward(hop),
         None => {
             let next = transmit::route(ctx, family, &outer_src, &choice.backend.addr, tot_len);
             if let Next::Forward(hop) = &next {
-                nexthop::store(choice.backend_id, &choice.backend, hop, tot_len);
+                nexthop::store(choice.backend_id, &choice.backend, hop, tot_len, now_ns);
             }
             next
         }

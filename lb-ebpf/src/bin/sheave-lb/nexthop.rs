@@ -2,7 +2,6 @@
 //! forwarded packet (about 90 ns for IPv4 and 200 ns for IPv6 here); its answer for a backend
 //! rarely changes, so each CPU reuses it for a second. Packets longer than any the FIB has
 //! accepted for that backend still go to the FIB, so its MTU check keeps working.
-use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::backend::{Backend, NextHopCache};
 use lb_ebpf::transmit::Hop;
 
@@ -14,12 +13,12 @@ const TTL_NS: u64 = 1_000_000_000;
 
 /// The cached next hop for `backend`, if fresh and known to fit a packet of `tot_len` bytes.
 #[inline(always)]
-pub fn cached(backend_id: u32, backend: &Backend, tot_len: u16) -> Option<Hop> {
+pub fn cached(backend_id: u32, backend: &Backend, tot_len: u16, now_ns: u64) -> Option<Hop> {
     let e = NEXTHOPS.get(backend_id)?;
     if tot_len > e.checked_len || e.addr != backend.addr {
         return None;
     }
-    if e.expires_ns < unsafe { bpf_ktime_get_coarse_ns() } {
+    if e.expires_ns < now_ns {
         return None;
     }
     Some(Hop {
@@ -31,11 +30,10 @@ pub fn cached(backend_id: u32, backend: &Backend, tot_len: u16) -> Option<Hop> {
 
 /// Remember the FIB's answer for `backend` (which accepted a packet of `tot_len` bytes).
 #[inline(always)]
-pub fn store(backend_id: u32, backend: &Backend, hop: &Hop, tot_len: u16) {
+pub fn store(backend_id: u32, backend: &Backend, hop: &Hop, tot_len: u16, now: u64) {
     let Some(e) = NEXTHOPS.get_ptr_mut(backend_id) else {
         return;
     };
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let old = unsafe { *e };
     // Same hop still fresh: keep the largest length known to fit.
     let same = old.addr == backend.addr

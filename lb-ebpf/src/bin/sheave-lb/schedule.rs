@@ -1,8 +1,9 @@
-//! Step 3: pick the backend. An established flow keeps the backend the flow table remembers; a
-//! new flow (or one whose backend was removed) takes the VIP's Maglev ring slot for its hash.
+//! Step 3: pick the backend. An established flow keeps the backend the flow table remembers
+//! (also while that backend drains); a new flow, or one whose backend was removed or is down,
+//! takes the VIP's Maglev ring slot for its hash.
 use lb_common::{
-    backend::{BACKEND_F_VALID, Backend, NO_BACKEND},
-    flow::{FLOW_F_CLOSING, FlowState},
+    backend::{BACKEND_F_DOWN, BACKEND_F_VALID, Backend, NO_BACKEND},
+    flow::{FLOW_F_CLOSING, FlowState, flow_tick},
     hash::{flow_hash, ring_slot},
     stats::Stat,
     vip::VipMeta,
@@ -24,7 +25,8 @@ pub struct Choice {
 }
 
 #[inline(always)]
-pub fn pick(pkt: &Packet, vip: &VipMeta) -> Result<Choice, Stat> {
+pub fn pick(pkt: &Packet, vip: &VipMeta, now_ns: u64) -> Result<Choice, Stat> {
+    let tick = flow_tick(now_ns);
     if let Some(state) = FLOWS.get_ptr_mut(&pkt.flow) {
         let st = unsafe { *state };
         // A bare SYN after the connection on this tuple closed starts a new connection: it is
@@ -33,9 +35,14 @@ pub fn pick(pkt: &Packet, vip: &VipMeta) -> Result<Choice, Stat> {
             st.flags & FLOW_F_CLOSING != 0 && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
         if reopened {
             stats::event(Stat::FlowReopened);
-        } else if let Some(backend) = live_backend(st.backend_id) {
+        } else if let Some(backend) = usable_backend(st.backend_id) {
             if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 && st.flags & FLOW_F_CLOSING == 0 {
                 unsafe { (*state).flags = st.flags | FLOW_F_CLOSING };
+            }
+            // Written only when the tick moved: a busy flow dirties its entry once a millisecond
+            // at most.
+            if st.last_seen != tick {
+                unsafe { (*state).last_seen = tick };
             }
             stats::event(Stat::FlowHit);
             return Ok(Choice {
@@ -44,6 +51,8 @@ pub fn pick(pkt: &Packet, vip: &VipMeta) -> Result<Choice, Stat> {
                 hash: st.hash,
                 new_flow: false,
             });
+        } else if backend_down(st.backend_id) {
+            stats::event(Stat::FlowBackendDown);
         } else {
             stats::event(Stat::FlowStale);
         }
@@ -76,6 +85,7 @@ pub fn pick(pkt: &Packet, vip: &VipMeta) -> Result<Choice, Stat> {
                 backend_id,
                 hash,
                 flags,
+                last_seen: tick,
             },
             0,
         );
@@ -88,8 +98,23 @@ pub fn pick(pkt: &Packet, vip: &VipMeta) -> Result<Choice, Stat> {
     })
 }
 
+/// A configured backend (what a ring slot may name).
 #[inline(always)]
 fn live_backend(id: u32) -> Option<Backend> {
     let b = *BACKENDS.get(id)?;
     (b.flags & BACKEND_F_VALID != 0).then_some(b)
+}
+
+/// A configured backend that is not down (what an established flow may keep using).
+#[inline(always)]
+fn usable_backend(id: u32) -> Option<Backend> {
+    let b = *BACKENDS.get(id)?;
+    (b.flags & (BACKEND_F_VALID | BACKEND_F_DOWN) == BACKEND_F_VALID).then_some(b)
+}
+
+#[inline(always)]
+fn backend_down(id: u32) -> bool {
+    BACKENDS
+        .get(id)
+        .is_some_and(|b| b.flags & BACKEND_F_DOWN != 0)
 }

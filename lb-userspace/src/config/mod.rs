@@ -14,9 +14,17 @@
 //! protocol = "tcp"                   # tcp | udp
 //! ring_size = 65537                  # optional, prime
 //! new_flow_limit = 200000            # optional: new flows/s into the flow table (SYN-flood guard)
+//! all_backends_down = "fail-open"    # optional: or "drop" (new flows when every backend is down)
+//! slow_start = "10s"                 # optional: weight ramp of a recovered/added backend (0s: off)
+//! drain_timeout = "60s"              # optional: default timeout of `sheave backend drain`
+//! [vip.health_check]                 # optional (see health.rs): tcp | http | https | udp | exec
+//! type = "http"
+//! path = "/healthz"
 //! [[vip.backend]]
 //! address = "198.18.0.21"
 //! weight = 100                       # optional, 0-65535, default 100; 0 = no new flows
+//! [vip.backend.health_check]         # optional: keys that differ for this backend
+//! port = 8080
 //! ```
 use std::{collections::HashSet, fmt, net::IpAddr, path::Path};
 
@@ -27,6 +35,9 @@ use lb_common::limits::{
 use serde::{Deserialize, Serialize};
 
 use crate::wire::Prefix;
+
+mod health;
+pub use health::{AllDown, DEFAULT_DRAIN_TIMEOUT, HealthCheckConfig, VipPolicy, resolve_check};
 
 /// Upper bound for a VIP's Maglev table: keeps one VIP's two ring halves under 8 MiB.
 pub const MAX_RING_SIZE: u32 = 1_048_573;
@@ -93,6 +104,7 @@ pub struct Vip {
     pub ring_size: u32,
     /// New flows per second allowed into the flow table (0: no limit).
     pub new_flow_limit: u32,
+    pub policy: VipPolicy,
     pub backends: Vec<BackendRef>,
 }
 
@@ -115,6 +127,8 @@ impl Vip {
 pub struct BackendRef {
     pub address: IpAddr,
     pub weight: u16,
+    /// Keys of the VIP's health check that differ for this backend.
+    pub health_check: Option<HealthCheckConfig>,
 }
 
 // The file's shape, deserialized strictly.
@@ -145,6 +159,13 @@ struct FileVip {
     ring_size: Option<u32>,
     #[serde(default)]
     new_flow_limit: u32,
+    #[serde(default)]
+    all_backends_down: AllDown,
+    #[serde(default, with = "humantime_serde")]
+    slow_start: std::time::Duration,
+    #[serde(default, with = "humantime_serde::option")]
+    drain_timeout: Option<std::time::Duration>,
+    health_check: Option<HealthCheckConfig>,
     #[serde(default, rename = "backend")]
     backends: Vec<FileBackend>,
 }
@@ -155,6 +176,7 @@ struct FileBackend {
     address: String,
     #[serde(default = "default_weight")]
     weight: u16,
+    health_check: Option<HealthCheckConfig>,
 }
 
 fn default_weight() -> u16 {
@@ -259,19 +281,46 @@ fn validate_vip(v: FileVip) -> Result<Vip> {
             seen.insert(baddr),
             "backend {baddr} is listed twice for this VIP"
         );
+        resolve_check(v.health_check.as_ref(), b.health_check.as_ref(), v.port)
+            .map_err(|e| anyhow::anyhow!("backend {baddr}: {e:#}"))?;
         backends.push(BackendRef {
             address: baddr,
             weight: b.weight,
+            health_check: b.health_check,
         });
     }
+    let policy = VipPolicy {
+        all_backends_down: v.all_backends_down,
+        slow_start: v.slow_start,
+        drain_timeout: v.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        health_check: v.health_check,
+    };
+    validate_policy(&policy)?;
     Ok(Vip {
         address,
         port: v.port,
         protocol: v.protocol,
         ring_size,
         new_flow_limit: v.new_flow_limit,
+        policy,
         backends,
     })
+}
+
+/// Checks of a VIP's policy beyond its check (validated per backend with overrides merged).
+pub fn validate_policy(p: &VipPolicy) -> Result<()> {
+    ensure!(
+        p.slow_start <= std::time::Duration::from_secs(3600),
+        "slow_start {:?} is longer than an hour",
+        p.slow_start
+    );
+    ensure!(
+        p.drain_timeout >= std::time::Duration::from_secs(1)
+            && p.drain_timeout <= std::time::Duration::from_secs(7 * 86400),
+        "drain_timeout {:?} must be between 1s and 7 days",
+        p.drain_timeout
+    );
+    Ok(())
 }
 
 fn parse_prefix(s: Option<String>, key: &str, family: u8) -> Result<Option<Prefix>> {

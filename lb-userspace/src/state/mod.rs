@@ -19,9 +19,17 @@ use lb_common::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::{BackendRef, Config, DataplaneOptions, MAX_RING_SIZE, Protocol, Vip, is_prime},
+    config::{
+        BackendRef, Config, DataplaneOptions, HealthCheckConfig, MAX_RING_SIZE, Protocol, Vip,
+        VipPolicy, is_prime, resolve_check, validate_policy,
+    },
     maglev,
     wire::{Prefix, family, ip_words, vip_key, vip_name},
+};
+
+mod lifecycle;
+pub use lifecycle::{
+    BackendHealth, CheckStatus, Drain, DrainRequest, MemberState, RAMP_STEPS, WantedCheck,
 };
 
 /// Why an operation was refused: callers (the API) map the kind to a status.
@@ -68,9 +76,24 @@ pub struct VipSpec {
     /// New flows per second that may enter the flow table (0: no limit); see `VipMeta`.
     #[serde(default)]
     pub new_flow_limit: u32,
+    /// Health checks, slow start, drain timeout, all-down behaviour.
+    #[serde(default)]
+    pub policy: VipPolicy,
 }
 
 impl VipSpec {
+    /// The spec a configured VIP describes.
+    pub fn of(v: &Vip) -> VipSpec {
+        VipSpec {
+            address: v.address,
+            port: v.port,
+            protocol: v.protocol,
+            ring_size: v.ring_size,
+            new_flow_limit: v.new_flow_limit,
+            policy: v.policy.clone(),
+        }
+    }
+
     /// `tcp 198.18.100.1:80`, `udp [2001:db8::1]:53`.
     pub fn name(&self) -> String {
         format!(
@@ -86,18 +109,22 @@ impl VipSpec {
 }
 
 /// A backend of one VIP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     pub backend_id: u32,
     pub weight: u16,
-    /// Operator drain: no new flows, established flows continue (the backend stays valid).
-    pub draining: bool,
+    /// Operator drain: no new flows, established flows continue until they end or the deadline;
+    /// then the member is removed.
+    pub drain: Option<Drain>,
+    /// The VIP's health check keys that differ for this backend.
+    pub health_check: Option<HealthCheckConfig>,
+    /// Weight ramp start (slow start) for a newly added or recovered backend.
+    pub slow_start_from: Option<std::time::Instant>,
 }
 
 impl Member {
-    /// The weight the ring is built with.
-    pub fn effective_weight(&self) -> u32 {
-        if self.draining { 0 } else { self.weight as u32 }
+    pub fn draining(&self) -> bool {
+        self.drain.is_some()
     }
 }
 
@@ -115,6 +142,10 @@ pub struct VipState {
     pub rebuilds: u64,
     /// Slots per backend id in the published ring (what `status` shows as ring shares).
     pub slot_counts: std::collections::BTreeMap<u32, u32>,
+    /// Ring weight per backend id in the published ring (slow start compares against it).
+    pub published_weights: std::collections::BTreeMap<u32, u32>,
+    /// Every backend is down and the VIP fails open (last published ring).
+    pub failing_open: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +153,9 @@ struct BackendSlot {
     address: IpAddr,
     /// VIPs using it; the slot is freed at zero.
     refs: u32,
+    /// Taken out by the operator (all VIPs).
+    disabled: bool,
+    health: BackendHealth,
 }
 
 #[derive(Clone, Debug)]
@@ -171,17 +205,13 @@ impl State {
     pub fn from_config(cfg: &Config, ring_capacity: u32) -> Result<State, StateError> {
         let mut s = State::new(cfg.dataplane.clone(), ring_capacity);
         for v in &cfg.vips {
-            s.add_vip(VipSpec {
-                address: v.address,
-                port: v.port,
-                protocol: v.protocol,
-                ring_size: v.ring_size,
-                new_flow_limit: v.new_flow_limit,
-            })?;
+            s.add_vip(VipSpec::of(v))?;
             for b in &v.backends {
                 s.add_backend(&v.key(), b.address, b.weight)?;
+                s.set_member_check(&v.key(), b.address, b.health_check.clone())?;
             }
         }
+        s.skip_slow_start();
         Ok(s)
     }
 
@@ -203,12 +233,14 @@ impl State {
                     protocol: v.spec.protocol,
                     ring_size: v.spec.ring_size,
                     new_flow_limit: v.spec.new_flow_limit,
+                    policy: v.spec.policy.clone(),
                     backends: v
                         .members
                         .iter()
                         .map(|m| BackendRef {
                             address: self.backend_address(m.backend_id),
                             weight: m.weight,
+                            health_check: m.health_check.clone(),
                         })
                         .collect(),
                 })
@@ -265,6 +297,7 @@ impl State {
                 ),
             );
         }
+        check_policy(&spec)?;
         let used: BTreeSet<u32> = self.vips.iter().map(|v| v.id).collect();
         let Some(id) = (0..MAX_VIPS).find(|i| !used.contains(i)) else {
             return err(
@@ -296,6 +329,8 @@ impl State {
             members: Vec::new(),
             rebuilds: 0,
             slot_counts: Default::default(),
+            published_weights: Default::default(),
+            failing_open: false,
         });
         self.pending.vips.insert(id);
         Ok(id)
@@ -354,11 +389,23 @@ impl State {
                 ),
             );
         }
+        resolve_check(
+            self.vips[i].spec.policy.health_check.as_ref(),
+            None,
+            vip.spec.port,
+        )
+        .map_err(|e| StateError {
+            kind: ErrorKind::Invalid,
+            message: format!("{e:#}"),
+        })?;
         let id = self.acquire_backend(addr)?;
+        let slow = !self.vips[i].spec.policy.slow_start.is_zero();
         self.vips[i].members.push(Member {
             backend_id: id,
             weight,
-            draining: false,
+            drain: None,
+            health_check: None,
+            slow_start_from: slow.then(std::time::Instant::now),
         });
         self.pending.vips.insert(self.vips[i].id);
         Ok(id)
@@ -375,35 +422,62 @@ impl State {
         Ok(())
     }
 
-    /// Change a VIP's new-flow limit (flows per second into the flow table; 0: none).
-    pub fn set_new_flow_limit(&mut self, key: &VipKey, limit: u32) -> Result<(), StateError> {
-        let i = self.vip_index(key)?;
-        self.vips[i].spec.new_flow_limit = limit;
+    /// Change what a VIP is beyond its identity and ring size: new-flow limit and policy.
+    pub fn update_vip(&mut self, spec: &VipSpec) -> Result<(), StateError> {
+        let i = self.vip_index(&spec.key())?;
+        if spec.ring_size != self.vips[i].spec.ring_size {
+            return err(
+                ErrorKind::Invalid,
+                "a new ring size needs the VIP re-created",
+            );
+        }
+        check_policy(spec)?;
+        for m in &self.vips[i].members {
+            check_member_policy(
+                spec,
+                m.health_check.as_ref(),
+                self.backend_address(m.backend_id),
+            )?;
+        }
+        self.vips[i].spec = spec.clone();
         self.pending.vips.insert(self.vips[i].id);
+        self.mark_members_pending(i);
         Ok(())
     }
 
-    /// Change a member: its weight and/or its drain flag.
+    /// Set (or clear) a member's health-check override.
+    pub fn set_member_check(
+        &mut self,
+        key: &VipKey,
+        addr: IpAddr,
+        check: Option<HealthCheckConfig>,
+    ) -> Result<(), StateError> {
+        let (i, j) = self.member_index(key, addr)?;
+        check_member_policy(&self.vips[i].spec, check.as_ref(), addr)?;
+        self.vips[i].members[j].health_check = check;
+        Ok(())
+    }
+
+    /// Change a member: its weight and/or its drain.
     pub fn update_member(
         &mut self,
         key: &VipKey,
         addr: IpAddr,
         weight: Option<u16>,
-        draining: Option<bool>,
+        drain: Option<DrainRequest>,
     ) -> Result<Member, StateError> {
         let (i, j) = self.member_index(key, addr)?;
         let m = &mut self.vips[i].members[j];
-        let before = *m;
         if let Some(w) = weight {
             m.weight = w;
         }
-        if let Some(d) = draining {
-            m.draining = d;
+        match drain {
+            Some(DrainRequest::Start { timeout }) => m.drain = Some(Drain::starting(timeout)),
+            Some(DrainRequest::Cancel) => m.drain = None,
+            None => {}
         }
-        let after = *m;
-        if after.effective_weight() != before.effective_weight() {
-            self.pending.vips.insert(self.vips[i].id);
-        }
+        let after = m.clone();
+        self.pending.vips.insert(self.vips[i].id);
         Ok(after)
     }
 
@@ -447,6 +521,8 @@ impl State {
         self.backends[id as usize] = Some(BackendSlot {
             address: addr,
             refs: 1,
+            disabled: false,
+            health: BackendHealth::default(),
         });
         self.next_backend = (id + 1) % n;
         self.pending.backends.insert(id);
@@ -487,8 +563,9 @@ impl State {
         self.free_slots = merged;
     }
 
-    /// The Maglev ring the VIP should have now.
-    pub fn ring(&self, vip: &VipState) -> Vec<u32> {
+    /// The Maglev ring the VIP should have now, with the weights it is built from.
+    pub fn ring(&self, vip: &VipState, now: std::time::Instant) -> lifecycle::Ring {
+        let weights = self.ring_weights(vip, now);
         let identities: Vec<[u8; 16]> = vip
             .members
             .iter()
@@ -501,10 +578,14 @@ impl State {
             .map(|(m, ident)| maglev::Member {
                 id: m.backend_id,
                 identity: ident,
-                weight: m.effective_weight(),
+                weight: weights.weights.get(&m.backend_id).copied().unwrap_or(0),
             })
             .collect();
-        maglev::build(&members, vip.spec.ring_size)
+        lifecycle::Ring {
+            slots: maglev::build(&members, vip.spec.ring_size),
+            weights: weights.weights,
+            failing_open: weights.failing_open,
+        }
     }
 
     /// The `BACKENDS` slot value for backend `id` (cleared if unused).
@@ -513,7 +594,7 @@ impl State {
             Some(s) => Backend {
                 addr: ip_words(s.address),
                 family: family(s.address),
-                flags: BACKEND_F_VALID,
+                flags: BACKEND_F_VALID | self.down_flag(id),
                 _pad: [0; 2],
             },
             None => Backend::default(),
@@ -572,6 +653,32 @@ impl State {
         }
         m
     }
+}
+
+fn check_policy(spec: &VipSpec) -> Result<(), StateError> {
+    validate_policy(&spec.policy).map_err(|e| StateError {
+        kind: ErrorKind::Invalid,
+        message: format!("{}: {e:#}", spec.name()),
+    })?;
+    resolve_check(spec.policy.health_check.as_ref(), None, spec.port)
+        .map(drop)
+        .map_err(|e| StateError {
+            kind: ErrorKind::Invalid,
+            message: format!("{}: {e:#}", spec.name()),
+        })
+}
+
+fn check_member_policy(
+    spec: &VipSpec,
+    over: Option<&HealthCheckConfig>,
+    addr: IpAddr,
+) -> Result<(), StateError> {
+    resolve_check(spec.policy.health_check.as_ref(), over, spec.port)
+        .map(drop)
+        .map_err(|e| StateError {
+            kind: ErrorKind::Invalid,
+            message: format!("backend {addr} of {}: {e:#}", spec.name()),
+        })
 }
 
 /// CPUs the kernel may run the program on (per-CPU maps have one slot each).
@@ -678,6 +785,7 @@ mod tests {
                 protocol: Protocol::Tcp,
                 ring_size: 1009,
                 new_flow_limit: 0,
+                policy: VipPolicy::default(),
             })
             .unwrap();
         assert_eq!(id, 0, "lowest free VIP id");
@@ -713,6 +821,7 @@ mod tests {
                 protocol: Protocol::Udp,
                 ring_size: 100,
                 new_flow_limit: 0,
+                policy: VipPolicy::default(),
             })
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Invalid);
@@ -723,6 +832,7 @@ mod tests {
                 protocol: Protocol::Udp,
                 ring_size: 65537,
                 new_flow_limit: 0,
+                policy: VipPolicy::default(),
             })
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Capacity);
@@ -733,13 +843,22 @@ mod tests {
     fn drain_and_weight_zero_take_no_slots() {
         let mut s = state();
         let k = s.vips[1].key;
-        s.update_member(&k, "198.18.0.22".parse().unwrap(), None, Some(true))
+        let now = std::time::Instant::now();
+        let drain = DrainRequest::Start {
+            timeout: std::time::Duration::from_secs(60),
+        };
+        s.update_member(&k, "198.18.0.22".parse().unwrap(), None, Some(drain))
             .unwrap();
-        assert!(s.ring(&s.vips[1]).iter().all(|&b| b == 0));
-        s.update_member(&k, "198.18.0.22".parse().unwrap(), None, Some(false))
-            .unwrap();
+        assert!(s.ring(&s.vips[1], now).slots.iter().all(|&b| b == 0));
+        s.update_member(
+            &k,
+            "198.18.0.22".parse().unwrap(),
+            None,
+            Some(DrainRequest::Cancel),
+        )
+        .unwrap();
         s.update_member(&k, "198.18.0.21".parse().unwrap(), Some(0), None)
             .unwrap();
-        assert!(s.ring(&s.vips[1]).iter().all(|&b| b == 1));
+        assert!(s.ring(&s.vips[1], now).slots.iter().all(|&b| b == 1));
     }
 }
