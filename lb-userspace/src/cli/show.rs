@@ -13,16 +13,45 @@ pub fn print_vip(v: &VipView) {
         "{}  (id {}, {:?} forwarding, ring size {}{limit}, {} ring rebuilds)",
         v.name, v.id, v.forwarding, v.ring_size, v.ring_rebuilds
     );
+    if v.all_down {
+        println!(
+            "    EVERY BACKEND IS DOWN: {}",
+            if v.all_backends_down == "drop" {
+                "new flows are dropped"
+            } else {
+                "failing open (new flows still go to them)"
+            }
+        );
+    }
     if v.backends.is_empty() {
         println!("    no backends: new flows are dropped");
     }
     for b in &v.backends {
+        let weight = if b.effective_weight != b.weight as f64 && b.state == "slow-start" {
+            format!("{:.0}/{}", b.effective_weight, b.weight)
+        } else {
+            b.weight.to_string()
+        };
+        let mut detail = Vec::new();
+        if !b.reason.is_empty() && b.state != "up" {
+            detail.push(b.reason.clone());
+        }
+        if let Some(n) = b.flows {
+            detail.push(format!("{n} flows left"));
+        }
+        if let Some(t) = b.drain_remaining_seconds {
+            detail.push(format!("timeout in {t:.0}s"));
+        }
+        if let Some(c) = &b.check {
+            detail.push(format!("{} check: {} ({:.1} ms)", c.kind, c.last, c.latency_ms));
+        }
         println!(
-            "    {:<40} weight {:>5}  {:<9} ring share {:>6.2}%",
+            "    {:<40} weight {:>11}  {:<10} ring share {:>6.2}%  {}",
             b.address.to_string(),
-            b.weight,
+            weight,
             b.state,
-            100.0 * b.ring_share
+            100.0 * b.ring_share,
+            detail.join("; ")
         );
     }
 }
