@@ -13,3 +13,7 @@ pub const DEFAULT_RING_SIZE: u32 = 65_537;
 pub const DEFAULT_RING_SLOTS: u32 = 2 * 32 * DEFAULT_RING_SIZE;
 /// Decap program: VIPs a backend accepts encapsulated traffic for.
 pub const MAX_DECAP_VIPS: u32 = 1024;
+
+/// Version of the pinned maps' layout (which maps, their key and value types). A daemon adopts
+/// pinned maps only with the same version; bump it whenever a shared map type changes.
+pub const MAP_LAYOUT_VERSION: u32 = 1;

@@ -42,6 +42,10 @@ pub struct Options {
     pub state_file: PathBuf,
     /// How often counters are sampled for rates.
     pub stats_interval: Duration,
+    /// Where the data plane is pinned (default: `/sys/fs/bpf/sheave/lb/<iface>`).
+    pub pin_dir: PathBuf,
+    /// Remove the data plane on SIGTERM/SIGINT instead of leaving it forwarding.
+    pub detach_on_exit: bool,
 }
 
 /// Everything before serving. On error nothing is left attached.
@@ -52,8 +56,27 @@ pub fn start(opts: &Options, api_metrics: Arc<DaemonMetrics>) -> Result<Control>
     let cfg = Config::parse(&text)
         .with_context(|| format!("invalid config file {}", opts.config.display()))?;
     let store = Store::new(opts.state_file.clone(), &text);
+    // Before anything is written: the data plane a previous sheaved left running, if any.
+    let (mut dp, adopted) = Dataplane::load_pinned(
+        LoadOptions {
+            flow_table_size: cfg.dataplane.flow_table_size,
+            ring_slots: cfg.dataplane.ring_slots,
+        },
+        &opts.pin_dir,
+    )?;
+    if let Some(a) = &adopted {
+        info!(
+            "adopted the data plane pinned at {} (layout v{}): {} flows kept, {} backends, {} VIPs",
+            opts.pin_dir.display(),
+            lb_common::limits::MAP_LAYOUT_VERSION,
+            a.flows,
+            a.backends.len(),
+            a.vips.len()
+        );
+        dp.adopt_addresses()?;
+    }
     let restored = store
-        .load(&cfg.dataplane, cfg.dataplane.ring_slots)
+        .load(&cfg.dataplane, cfg.dataplane.ring_slots, adopted.as_ref())
         .unwrap_or_else(|e| {
             warn!("ignoring the saved state: {e:#}");
             None
@@ -63,18 +86,22 @@ pub fn start(opts: &Options, api_metrics: Arc<DaemonMetrics>) -> Result<Control>
             info!("restored the state saved in {}", store.path().display());
             s
         }
-        None => State::from_config(&cfg, cfg.dataplane.ring_slots)?,
+        None => State::from_config_adopting(&cfg, cfg.dataplane.ring_slots, adopted.as_ref())?,
     };
     let encap = resolve_encap(&state, &opts.iface)?;
     check_forwarding(&state, &opts.iface)?;
 
-    let mut dp = Dataplane::load(LoadOptions {
-        flow_table_size: state.options.flow_table_size,
-        ring_slots: state.options.ring_slots,
-    })?;
     reconcile::apply(&mut dp, &mut state, &encap)?;
+    state.finish_adoption();
+    reconcile::sync(&mut dp, &mut state, &encap)?;
     store.save(&state)?;
-    let mode = dp.attach(&opts.iface, opts.xdp_mode)?;
+    let mode = match dp.attach_pinned(&opts.iface, opts.xdp_mode, &opts.pin_dir)? {
+        Some(m) => m.to_string(),
+        None => {
+            info!("replaced the program in the pinned XDP link (bpf_link_update)");
+            "adopted".to_string()
+        }
+    };
     for v in &state.vips {
         let members: Vec<String> = v
             .members
@@ -90,9 +117,9 @@ pub fn start(opts: &Options, api_metrics: Arc<DaemonMetrics>) -> Result<Control>
         info!("VIP {}: {}", v.spec.name(), members.join(", "));
     }
     info!(
-        "attached to {} ({mode} mode) in {:.0?}",
+        "attached to {} ({mode} mode); reconciled in {} ms",
         opts.iface,
-        started.elapsed()
+        started.elapsed().as_millis()
     );
     Ok(Control {
         dp,
@@ -100,8 +127,9 @@ pub fn start(opts: &Options, api_metrics: Arc<DaemonMetrics>) -> Result<Control>
         encap,
         store: Some(store),
         info: DaemonInfo {
+            config_path: opts.config.clone(),
             interface: opts.iface.clone(),
-            xdp_mode: mode.to_string(),
+            xdp_mode: mode,
             started,
         },
         sampler: Sampler::default(),
@@ -147,6 +175,7 @@ async fn serve(opts: &Options) -> Result<()> {
         }
         None => None,
     };
+    let reloader = handle.clone();
     drop(handle);
     info!(
         "ready: API on {}, metrics on {}",
@@ -159,10 +188,20 @@ async fn serve(opts: &Options) -> Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM: shutting down"),
-            _ = int.recv() => info!("SIGINT: shutting down"),
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: shutting down"); break }
+                _ = int.recv() => { info!("SIGINT: shutting down"); break }
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading {}", opts.config.display());
+                    if let Err(e) = reloader.call(control::Request::ConfigReload).await {
+                        log::error!("reload refused, nothing changed: {}", e.message);
+                    }
+                }
+            }
         }
+        drop(reloader);
     }
     let _ = stop_tx.send(true);
     let _ = api.await;
@@ -171,9 +210,22 @@ async fn serve(opts: &Options) -> Result<()> {
     }
     let _ = std::fs::remove_file(&opts.socket);
     // The servers held the last handles: the control task ends and gives the data plane back.
-    let mut control = task.await.context("the control task failed")?;
-    control.dp.detach()?;
-    info!("detached from {}; exiting", opts.iface);
+    let control = task.await.context("the control task failed")?;
+    if opts.detach_on_exit {
+        drop(control);
+        crate::dataplane::pinned::detach(&opts.pin_dir)?;
+        info!(
+            "detached from {} and removed {}; exiting",
+            opts.iface,
+            opts.pin_dir.display()
+        );
+    } else {
+        info!(
+            "exiting; the data plane stays on {} (pinned at {}; `sheave teardown` removes it)",
+            opts.iface,
+            opts.pin_dir.display()
+        );
+    }
     Ok(())
 }
 

@@ -75,13 +75,23 @@ impl Store {
         }
     }
 
+    /// The configuration file changed (a reload): saved state now belongs to it.
+    pub fn set_config(&mut self, config_text: &str) {
+        self.config_digest = digest(config_text);
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The saved state, if there is one for this configuration. A state saved for another
     /// configuration is ignored (with the reason), since the configuration file wins.
-    pub fn load(&self, options: &DataplaneOptions, ring_capacity: u32) -> Result<Option<State>> {
+    pub fn load(
+        &self,
+        options: &DataplaneOptions,
+        ring_capacity: u32,
+        adopted: Option<&crate::dataplane::pins::Adopted>,
+    ) -> Result<Option<State>> {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -105,6 +115,9 @@ impl Store {
             return Ok(None);
         }
         let mut s = State::new(options.clone(), ring_capacity);
+        if let Some(a) = adopted {
+            s.adopt(a);
+        }
         let restore = |s: &mut State| -> Result<(), StateError> {
             for v in &p.vips {
                 s.add_vip(v.spec.clone())?;

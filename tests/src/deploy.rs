@@ -15,6 +15,12 @@ use crate::lab::{Host, Lab, Process, VIP_PORT, VIP4, VIP6, bin_path};
 pub const ENCAP_SOURCE_V4: &str = "198.18.200.0/24";
 pub const ENCAP_SOURCE_V6: &str = "2001:db8:200::/120";
 
+/// Where `sheaved` serves `/metrics` inside the lb's namespace (its default address).
+pub const METRICS_ADDR: &str = "127.0.0.1:9917";
+
+/// How long a backend's HTTP server may take to listen.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long `sheaved` may take to load, fill its maps and attach.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -52,6 +58,8 @@ pub struct Deployment {
     pub servers: Vec<Process>,
     /// (backend, pin dir) of every attached decap program.
     decaps: Vec<(Host, PathBuf)>,
+    /// The lb host, whose data plane `stop` tears down.
+    lb: Option<Host>,
 }
 
 impl Deployment {
@@ -84,6 +92,7 @@ impl Deployment {
             sheaved: None,
             servers: Vec::new(),
             decaps: Vec::new(),
+            lb: Some(lab.lb().clone()),
         };
         // From here on, an error drops `d`, which undoes whatever was set up.
         d.sheaved = Some(start_sheaved(lab.lb(), &config, lab.dir())?);
@@ -106,16 +115,41 @@ impl Deployment {
                 ],
             )?;
             d.decaps.push((b.clone(), dir));
-            let server = b.spawn(
-                bin_path("sheave-lab-http")?,
-                ["--name", b.name.as_str(), "--listen", "[::]:80"],
-            )?;
-            d.servers.push(server);
+            d.servers.push(spawn_server(b)?);
         }
         for b in lab.backends() {
-            b.wait_for_tcp(b.socket(false, VIP_PORT), Duration::from_secs(10))?;
+            b.wait_for_tcp(b.socket(false, VIP_PORT), SERVER_TIMEOUT)?;
         }
         Ok(d)
+    }
+
+    /// Kills the HTTP server of backend `i` (0 for b1) with SIGKILL, as a crash would: the
+    /// listening socket is gone at once, so new connections are refused (RST) and established
+    /// ones are reset. Returns once the process is reaped.
+    pub fn crash_server(&mut self, i: usize) -> Result<()> {
+        let p = self
+            .servers
+            .get_mut(i)
+            .with_context(|| format!("no server {i}"))?;
+        if p.is_running() {
+            p.signal(libc::SIGKILL)?;
+        }
+        p.kill().map(drop)
+    }
+
+    /// Starts the HTTP server of backend `i` again (after [`Deployment::crash_server`]) and
+    /// waits until it accepts connections.
+    pub fn start_server(&mut self, lab: &Lab, i: usize) -> Result<()> {
+        let b = lab
+            .backends()
+            .get(i)
+            .with_context(|| format!("no backend {i}"))?;
+        if i >= self.servers.len() {
+            bail!("no server {i}");
+        }
+        self.servers[i].kill()?;
+        self.servers[i] = spawn_server(b)?;
+        b.wait_for_tcp(b.socket(false, VIP_PORT), SERVER_TIMEOUT)
     }
 
     /// Stop `sheaved` (SIGTERM) and start it again with the same configuration, as an operator
@@ -133,7 +167,8 @@ impl Deployment {
         Ok(())
     }
 
-    /// Detach the decap programs and stop `sheaved` (SIGTERM: it detaches its program).
+    /// Detach the decap programs, stop `sheaved` and remove the data plane it leaves running
+    /// (`sheave teardown`).
     pub fn stop(mut self) -> Result<()> {
         self.stop_inner()
     }
@@ -180,6 +215,16 @@ impl Deployment {
                 }
             }
         }
+        if self.sheaved.take().is_some()
+            && let Some(lb) = &self.lb
+            && lb_pin_dir(lb).exists()
+        {
+            let pins = lb_pin_dir(lb).to_string_lossy().into_owned();
+            let args = ["teardown", "--iface", &lb.iface, "--pin-dir", &pins];
+            if let Err(e) = sheave(lb, &args) {
+                first_err.get_or_insert(e);
+            }
+        }
         first_err.map_or(Ok(()), Err)
     }
 }
@@ -190,6 +235,14 @@ impl Drop for Deployment {
             eprintln!("cleaning up the Sheave deployment: {e:#}");
         }
     }
+}
+
+/// Backend `b`'s HTTP server on port 80 (both families), answering with its name.
+fn spawn_server(b: &Host) -> Result<Process> {
+    b.spawn(
+        bin_path("sheave-lab-http")?,
+        ["--name", b.name.as_str(), "--listen", "[::]:80"],
+    )
 }
 
 /// The API socket of the `sheaved` whose files live in `dir` (the lab's directory).
@@ -220,6 +273,8 @@ pub fn start_sheaved(
             dir.join("state.json").as_os_str(),
             "--stats-interval".as_ref(),
             "1".as_ref(),
+            "--pin-dir".as_ref(),
+            lb_pin_dir(host).as_os_str(),
         ],
     )?;
     let deadline = Instant::now() + READY_TIMEOUT;
@@ -241,6 +296,11 @@ pub fn start_sheaved(
 /// can run side by side.
 fn pin_root() -> PathBuf {
     PathBuf::from("/sys/fs/bpf/sheave-lab")
+}
+
+/// Where `sheaved` on `host` pins its data plane (`<prefix>-lb`: one per lab, swept with it).
+pub fn lb_pin_dir(host: &Host) -> PathBuf {
+    pin_root().join(&host.netns)
 }
 
 /// Where a backend's decap pins go.

@@ -45,6 +45,7 @@ pub fn api_router(control: Handle, metrics: Arc<DaemonMetrics>) -> Router {
         .route("/v1/explain", post(explain))
         .route("/v1/config/diff", post(config_diff))
         .route("/v1/config/apply", post(config_apply))
+        .route("/v1/config/reload", post(config_reload))
         .fallback(|| async { error(404, "no such endpoint; see `sheave --help`") })
         .with_state(App { control, metrics })
 }
@@ -207,6 +208,10 @@ async fn config_diff(State(app): State<App>, b: Bytes) -> Response {
         body::<ConfigRequest>(&b).map(Request::ConfigDiff),
     )
     .await
+}
+
+async fn config_reload(State(app): State<App>) -> Response {
+    call(&app, "config_reload", Ok(Request::ConfigReload)).await
 }
 
 async fn config_apply(State(app): State<App>, b: Bytes) -> Response {

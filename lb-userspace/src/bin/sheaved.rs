@@ -38,6 +38,17 @@ struct Args {
     /// Only validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// bpffs directory the data plane is pinned in, so it outlives this process (default:
+    /// /sys/fs/bpf/sheave/lb/IF). A restarted sheaved adopts what it finds there.
+    #[arg(long, value_name = "DIR")]
+    pin_dir: Option<PathBuf>,
+    /// On SIGTERM/SIGINT remove the program and the pins instead of leaving the data plane
+    /// forwarding with the last state.
+    #[arg(long)]
+    detach_on_exit: bool,
+    /// Load the XDP program from FILE instead of the embedded one (rehearsing an upgrade).
+    #[arg(long, value_name = "FILE", hide = true)]
+    bpf_object: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -72,9 +83,19 @@ fn options(args: Args) -> anyhow::Result<daemon::Options> {
         args.stats_interval.is_finite() && (0.1..=3600.0).contains(&args.stats_interval),
         "--stats-interval must be between 0.1 and 3600 seconds"
     );
+    if let Some(f) = &args.bpf_object {
+        let bytes =
+            std::fs::read(f).map_err(|e| anyhow::anyhow!("--bpf-object {}: {e}", f.display()))?;
+        lb_userspace::dataplane::objects::override_lb(bytes);
+    }
+    let iface = args.iface.expect("clap requires --iface");
     Ok(daemon::Options {
         config: args.config,
-        iface: args.iface.expect("clap requires --iface"),
+        pin_dir: args
+            .pin_dir
+            .unwrap_or_else(|| lb_userspace::dataplane::pins::default_dir(&iface)),
+        detach_on_exit: args.detach_on_exit,
+        iface,
         xdp_mode: args.xdp_mode,
         socket: args.socket,
         metrics_address,

@@ -6,6 +6,7 @@ pub mod config_cmd;
 pub mod decap;
 pub mod explain;
 pub mod show;
+mod teardown;
 pub mod vip;
 pub mod xdp_pass;
 
@@ -79,6 +80,11 @@ pub enum Command {
     /// peer, which veth requires to deliver the load balancer's XDP_TX frames.
     #[command(subcommand)]
     XdpPass(xdp_pass::PassCommand),
+    /// Remove the load balancer from an interface for good: program, pinned maps and flow
+    /// table (sheaved leaves them forwarding when it exits). Stop sheaved first.
+    ///
+    /// Example: sheave teardown --iface eth0
+    Teardown(Target),
 }
 
 /// The interface a pinned program is attached to, and where its pins live.
@@ -112,6 +118,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Config(c) => config_cmd::run(&g, c),
         Command::Decap(c) => decap::run(c).map_err(Failure::from),
         Command::XdpPass(c) => xdp_pass::run(c).map_err(Failure::from),
+        Command::Teardown(t) => teardown::run(t).map_err(Failure::from),
     }
 }
 

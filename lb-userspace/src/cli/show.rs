@@ -43,7 +43,10 @@ pub fn print_vip(v: &VipView) {
             detail.push(format!("timeout in {t:.0}s"));
         }
         if let Some(c) = &b.check {
-            detail.push(format!("{} check: {} ({:.1} ms)", c.kind, c.last, c.latency_ms));
+            detail.push(format!(
+                "{} check: {} ({:.1} ms)",
+                c.kind, c.last, c.latency_ms
+            ));
         }
         println!(
             "    {:<40} weight {:>11}  {:<10} ring share {:>6.2}%  {}",

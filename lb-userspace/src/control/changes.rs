@@ -353,6 +353,32 @@ impl Control {
     }
 }
 
+impl Control {
+    /// Re-read the configuration file and apply it; the state file then belongs to the new
+    /// file (a restart with it restores API changes made after the reload).
+    pub(super) fn config_reload(&mut self) -> Result<DiffView, ApiError> {
+        let path = self.info.config_path.clone();
+        let toml = std::fs::read_to_string(&path).map_err(|e| {
+            ApiError::bad_request(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        let view = self
+            .config_diff(&ConfigRequest { toml: toml.clone() }, true)
+            .map_err(|e| e.prefixed(&format!("reloading {}", path.display())))?;
+        if let Some(store) = &mut self.store {
+            store.set_config(&toml);
+            store
+                .save(&self.state)
+                .map_err(|e| ApiError::internal(&e))?;
+        }
+        info!(
+            "reloaded {}: {} change(s)",
+            path.display(),
+            view.changes.len()
+        );
+        Ok(view)
+    }
+}
+
 impl ApiError {
     fn prefixed(mut self, what: &str) -> ApiError {
         self.message = format!("{what}: {}", self.message);

@@ -41,6 +41,8 @@ pub enum Request {
     Explain(ExplainRequest),
     ConfigDiff(ConfigRequest),
     ConfigApply(ConfigRequest),
+    /// Re-read the daemon's configuration file and apply it (SIGHUP too).
+    ConfigReload,
     /// Prometheus text exposition.
     Metrics,
 }
@@ -87,6 +89,8 @@ pub type Reply = Result<serde_json::Value, ApiError>;
 
 /// Facts about the running daemon shown by `status`.
 pub struct DaemonInfo {
+    /// The configuration file `config reload` re-reads.
+    pub config_path: std::path::PathBuf,
     pub interface: String,
     pub xdp_mode: String,
     pub started: Instant,
@@ -172,6 +176,7 @@ impl Control {
             Request::Metrics => Ok(serde_json::Value::String(self.metrics_text())),
             Request::ConfigDiff(c) => self.config_diff(&c, false).map(|v| json(&v)),
             Request::ConfigApply(c) => self.config_diff(&c, true).map(|v| json(&v)),
+            Request::ConfigReload => self.config_reload().map(|v| json(&v)),
             Request::AddVip(a) => self.add_vip(a),
             Request::RemoveVip(v) => self.remove_vip(&v),
             Request::AddBackend(v, b) => self.add_backend(&v, b),

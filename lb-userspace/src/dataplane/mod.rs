@@ -5,6 +5,7 @@ pub mod decap;
 pub mod flow_scan;
 pub mod objects;
 pub mod pinned;
+pub mod pins;
 pub mod rings;
 
 use anyhow::{Context as _, Result, anyhow};
@@ -80,10 +81,20 @@ impl std::ops::DerefMut for Dataplane {
 impl Dataplane {
     /// Load (and verify) the program and create its maps. Nothing is attached yet.
     pub fn load(opts: LoadOptions) -> Result<Dataplane> {
-        let mut ebpf = EbpfLoader::new()
+        Dataplane::load_with(opts, &[])
+    }
+
+    /// [`Dataplane::load`] with some maps pinned at (or reused from) the given paths.
+    fn load_with(opts: LoadOptions, pins: &[(&str, std::path::PathBuf)]) -> Result<Dataplane> {
+        let mut loader = EbpfLoader::new();
+        loader
             .map_max_entries("FLOWS", opts.flow_table_size)
-            .map_max_entries("RINGS", opts.ring_slots.max(1))
-            .load(objects::LB)
+            .map_max_entries("RINGS", opts.ring_slots.max(1));
+        for (name, path) in pins {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
+            .load(objects::lb())
             .context("loading the XDP program's maps")?;
         program(&mut ebpf)?
             .load()

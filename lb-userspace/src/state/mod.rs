@@ -27,6 +27,7 @@ use crate::{
     wire::{Prefix, family, ip_words, vip_key, vip_name},
 };
 
+mod adopt;
 mod lifecycle;
 pub use lifecycle::{
     BackendHealth, CheckStatus, Drain, DrainRequest, MemberState, RAMP_STEPS, WantedCheck,
@@ -171,6 +172,8 @@ pub struct State {
     free_slots: Vec<(u32, u32)>,
     pub ring_capacity: u32,
     pending: Pending,
+    /// Ids and ring halves held for an adopted data plane (see `adopt`).
+    adoption: adopt::Adoption,
 }
 
 /// What [`crate::reconcile::sync`] still has to write.
@@ -198,12 +201,26 @@ impl State {
                 config: true,
                 ..Pending::default()
             },
+            adoption: Default::default(),
         }
     }
 
     /// The state a configuration describes; `ring_capacity` must hold every VIP's two halves.
     pub fn from_config(cfg: &Config, ring_capacity: u32) -> Result<State, StateError> {
+        State::from_config_adopting(cfg, ring_capacity, None)
+    }
+
+    /// The state a configuration describes, keeping the ids and active ring halves of an adopted
+    /// data plane (call [`State::finish_adoption`] once it is written).
+    pub fn from_config_adopting(
+        cfg: &Config,
+        ring_capacity: u32,
+        adopted: Option<&crate::dataplane::pins::Adopted>,
+    ) -> Result<State, StateError> {
         let mut s = State::new(cfg.dataplane.clone(), ring_capacity);
+        if let Some(a) = adopted {
+            s.adopt(a);
+        }
         for v in &cfg.vips {
             s.add_vip(VipSpec::of(v))?;
             for b in &v.backends {
@@ -299,17 +316,26 @@ impl State {
         }
         check_policy(&spec)?;
         let used: BTreeSet<u32> = self.vips.iter().map(|v| v.id).collect();
-        let Some(id) = (0..MAX_VIPS).find(|i| !used.contains(i)) else {
+        let adopted = self.adopted_vip(&key, spec.ring_size);
+        let fresh = (0..MAX_VIPS).find(|&i| !used.contains(&i) && !self.vip_id_held(i));
+        let Some(id) = adopted.map(|(id, _)| id).or(fresh) else {
             return err(
                 ErrorKind::Capacity,
                 format!("all {MAX_VIPS} VIP slots are in use"),
             );
         };
-        let Some(a) = self.alloc_slots(spec.ring_size) else {
-            return err(
-                ErrorKind::Capacity,
-                self.ring_capacity_message(spec.ring_size),
-            );
+        let a = match adopted {
+            // The half packets read now: the first publish writes the other one.
+            Some((_, base)) => base,
+            None => match self.alloc_slots(spec.ring_size) {
+                Some(a) => a,
+                None => {
+                    return err(
+                        ErrorKind::Capacity,
+                        self.ring_capacity_message(spec.ring_size),
+                    );
+                }
+            },
         };
         let Some(b) = self.alloc_slots(spec.ring_size) else {
             self.free_range(a, spec.ring_size);
@@ -325,7 +351,7 @@ impl State {
             key,
             spec,
             regions: [a, b],
-            active: None,
+            active: adopted.map(|_| 0),
             members: Vec::new(),
             rebuilds: 0,
             slot_counts: Default::default(),
@@ -506,10 +532,11 @@ impl State {
             return Ok(id as u32);
         }
         let n = MAX_BACKENDS;
-        let Some(id) = (0..n)
-            .map(|k| (self.next_backend + k) % n)
-            .find(|&id| self.backends.get(id as usize).is_none_or(Option::is_none))
-        else {
+        let adopted = self.adopted_backend_id(addr);
+        let fresh = (0..n).map(|k| (self.next_backend + k) % n).find(|&id| {
+            self.backends.get(id as usize).is_none_or(Option::is_none) && !self.backend_id_held(id)
+        });
+        let Some(id) = adopted.or(fresh) else {
             return err(
                 ErrorKind::Capacity,
                 format!("all {n} backend slots are in use"),
@@ -524,7 +551,9 @@ impl State {
             disabled: false,
             health: BackendHealth::default(),
         });
-        self.next_backend = (id + 1) % n;
+        if adopted.is_none() {
+            self.next_backend = (id + 1) % n;
+        }
         self.pending.backends.insert(id);
         Ok(id)
     }
@@ -536,6 +565,27 @@ impl State {
             self.backends[id as usize] = None;
             self.pending.backends.insert(id);
         }
+    }
+
+    /// Take the range [start, start+len) out of the free list (false if not entirely free).
+    fn reserve_slots(&mut self, start: u32, len: u32) -> bool {
+        let end = start as u64 + len as u64;
+        let Some(i) = self
+            .free_slots
+            .iter()
+            .position(|&(s, l)| s <= start && end <= s as u64 + l as u64)
+        else {
+            return false;
+        };
+        let (s, l) = self.free_slots.remove(i);
+        let after = (s as u64 + l as u64 - end) as u32;
+        if after > 0 {
+            self.free_slots.insert(i, (end as u32, after));
+        }
+        if start > s {
+            self.free_slots.insert(i, (s, start - s));
+        }
+        true
     }
 
     fn alloc_slots(&mut self, len: u32) -> Option<u32> {

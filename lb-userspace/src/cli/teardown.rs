@@ -1,0 +1,31 @@
+//! `sheave teardown`: remove the load balancer a (stopped or running) sheaved left on an
+//! interface: the XDP program, its pinned maps (flow table included) and the layout pin. Since
+//! sheaved leaves the data plane forwarding when it exits, this is how it is removed for good.
+use anyhow::{Result, bail};
+
+use super::Target;
+use crate::dataplane::{pinned, pins::LB_PIN_ROOT};
+
+pub fn run(t: Target) -> Result<()> {
+    let dir = t.dir(LB_PIN_ROOT);
+    if dir.join(pinned::LINK_PIN).exists() {
+        pinned::detach(&dir)?;
+        println!(
+            "load balancer detached from {}; removed {}",
+            t.iface,
+            dir.display()
+        );
+    } else if dir.exists() {
+        pinned::remove_dir_pins(&dir)?;
+        println!(
+            "no program was attached through {}; removed its pins",
+            dir.display()
+        );
+    } else {
+        bail!(
+            "nothing is pinned at {} (is sheaved using another --pin-dir?)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
