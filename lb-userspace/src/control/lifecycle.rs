@@ -47,7 +47,8 @@ impl Control {
     pub(super) fn reconcile_checks(&mut self) {
         let wanted = self.state.wanted_checks();
         if let Some(sup) = &mut self.lifecycle.supervisor {
-            sup.reconcile(&wanted);
+            let state = &self.state;
+            sup.reconcile(&wanted, |w| state.check_verdict(w.backend, &w.spec));
         }
         if self.state.prune_checks(&wanted) {
             self.sync_runtime();

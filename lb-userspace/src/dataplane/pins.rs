@@ -17,7 +17,7 @@ use aya::{
     },
 };
 use lb_common::{
-    backend::{BACKEND_F_VALID, Backend},
+    backend::{BACKEND_F_DOWN, BACKEND_F_VALID, Backend},
     flow::{FlowKey, FlowState},
     limits::MAP_LAYOUT_VERSION,
     stats::Counter,
@@ -54,6 +54,8 @@ pub fn default_dir(iface: &str) -> PathBuf {
 #[derive(Clone, Debug, Default)]
 pub struct Adopted {
     pub backends: Vec<(u32, IpAddr)>,
+    /// Backends the data plane had marked down (health or operator).
+    pub down: Vec<IpAddr>,
     pub vips: Vec<(VipKey, VipMeta)>,
     pub flows: u64,
 }
@@ -184,6 +186,9 @@ impl Dataplane {
             let b = self.backends.get(&id, 0)?;
             if b.flags & BACKEND_F_VALID != 0 {
                 a.backends.push((id, words_ip(&b.addr, b.family)));
+                if b.flags & BACKEND_F_DOWN != 0 {
+                    a.down.push(words_ip(&b.addr, b.family));
+                }
             }
         }
         for item in self.vips.iter() {

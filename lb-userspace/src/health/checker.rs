@@ -28,10 +28,11 @@ pub struct Report {
 pub async fn run(
     backend: IpAddr,
     spec: CheckSpec,
+    initial: probe::Verdict,
     reports: mpsc::Sender<Report>,
     metrics: Arc<DaemonMetrics>,
 ) {
-    let mut tracker = Tracker::new(spec.rise, spec.fall);
+    let mut tracker = Tracker::starting(initial, spec.rise, spec.fall);
     // Spread first checks over an interval so a start with many backends does not burst.
     let first = spec.interval.mul_f64(rand::rng().random::<f64>());
     tokio::time::sleep(first).await;

@@ -8,7 +8,10 @@ use std::{
 use log::info;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::checker::{self, Report};
+use super::{
+    checker::{self, Report},
+    probe::Verdict,
+};
 use crate::{metrics::DaemonMetrics, state::WantedCheck};
 
 pub struct Supervisor {
@@ -26,8 +29,13 @@ impl Supervisor {
         }
     }
 
-    /// Start missing checks, stop unwanted ones. Needs a tokio runtime.
-    pub fn reconcile(&mut self, wanted: &HashSet<WantedCheck>) {
+    /// Start missing checks (from the verdict `initial` knows, else up), stop unwanted ones.
+    /// Needs a tokio runtime.
+    pub fn reconcile(
+        &mut self,
+        wanted: &HashSet<WantedCheck>,
+        initial: impl Fn(&WantedCheck) -> Option<Verdict>,
+    ) {
         self.tasks.retain(|w, task| {
             let keep = wanted.contains(w);
             if !keep {
@@ -52,6 +60,7 @@ impl Supervisor {
             let task = tokio::spawn(checker::run(
                 w.backend,
                 w.spec.clone(),
+                initial(w).unwrap_or(Verdict::Up),
                 self.reports.clone(),
                 self.metrics.clone(),
             ));

@@ -28,12 +28,18 @@ impl Tracker {
     /// A backend is assumed up until checks say otherwise (a restart or a new check must not take
     /// working servers out of the ring).
     pub fn new(rise: u32, fall: u32) -> Tracker {
+        Tracker::starting(Verdict::Up, rise, fall)
+    }
+
+    /// A tracker that starts from a known verdict (a restarted daemon adopting a backend that
+    /// was down: it must rise again before it gets new flows).
+    pub fn starting(settled: Verdict, rise: u32, fall: u32) -> Tracker {
         Tracker {
             rise,
             fall,
-            settled: Verdict::Up,
-            announced: false,
-            streak: Verdict::Up,
+            settled,
+            announced: settled != Verdict::Up,
+            streak: settled,
             count: 0,
         }
     }
@@ -102,6 +108,13 @@ mod tests {
         assert!(t.observe(Up, "ok").is_none());
         assert_eq!(t.observe(Up, "ok").unwrap().reason, "ok ×2");
         assert_eq!(t.settled(), Up);
+    }
+
+    #[test]
+    fn a_backend_known_down_must_rise() {
+        let mut t = Tracker::starting(Down, 2, 3);
+        assert!(t.observe(Up, "ok").is_none(), "one success is not enough");
+        assert_eq!(t.observe(Up, "ok").unwrap().from, Down);
     }
 
     #[test]

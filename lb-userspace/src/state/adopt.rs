@@ -147,6 +147,7 @@ mod tests {
                     },
                 ),
             ],
+            down: Vec::new(),
             flows: 0,
         };
         let cfg = Config::parse(CFG).unwrap();

@@ -313,6 +313,29 @@ impl State {
             .collect()
     }
 
+    /// The settled verdict of one check of a backend, if known.
+    pub fn check_verdict(&self, addr: IpAddr, spec: &CheckSpec) -> Option<Verdict> {
+        let id = self.backend_id(addr)?;
+        self.backend_health(id)?.checks.get(spec).map(|c| c.verdict)
+    }
+
+    /// Backends the adopted data plane had marked down stay down (for every check of theirs)
+    /// until their checks rise again: a restart must not send new flows to a dead server.
+    pub fn keep_down(&mut self, down: &[IpAddr]) {
+        let now = Instant::now();
+        for w in self.wanted_checks() {
+            if down.contains(&w.backend) {
+                let status = CheckStatus {
+                    verdict: Verdict::Down,
+                    reason: "down before the restart".into(),
+                    since: now,
+                    last: None,
+                };
+                self.set_check_status(w.backend, &w.spec, status, now);
+            }
+        }
+    }
+
     /// Record the latest single check (no state change).
     pub fn set_last_check(&mut self, addr: IpAddr, spec: &CheckSpec, detail: String, t: Duration) {
         if let Some(id) = self.backend_id(addr)
