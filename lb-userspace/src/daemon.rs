@@ -102,7 +102,8 @@ pub fn start(opts: &Options, api_metrics: Arc<DaemonMetrics>) -> Result<Control>
         Some(m) => m.to_string(),
         None => {
             info!("replaced the program in the pinned XDP link (bpf_link_update)");
-            "adopted".to_string()
+            crate::dataplane::pins::read_mode(&opts.pin_dir)
+                .map_or("unknown".to_string(), |m| m.to_string())
         }
     };
     for v in &state.vips {

@@ -4,6 +4,7 @@
 use std::{
     fmt::Write as _,
     path::PathBuf,
+    process::ExitStatus,
     time::{Duration, Instant},
 };
 
@@ -77,7 +78,7 @@ impl Deployment {
     /// lab's VIP addresses, which the backends decapsulate and serve).
     pub fn start_with_config(lab: &Lab, config_text: &str) -> Result<Deployment> {
         sweep_stale_pins();
-        let config = lab.dir().join("sheave.toml");
+        let config = config_path(lab);
         std::fs::write(&config, config_text)?;
         // veth hands the lb's XDP_TX frames only to a peer running an XDP program.
         let pass_dir = pin_root().join(format!("{}-sw-pass", lab.prefix()));
@@ -162,8 +163,32 @@ impl Deployment {
                 other => bail!("sheaved did not stop cleanly ({other:?}):\n{}", p.log()),
             }
         }
-        let config = lab.dir().join("sheave.toml");
+        let config = config_path(lab);
         self.sheaved = Some(start_sheaved(lab.lb(), &config, lab.dir())?);
+        Ok(())
+    }
+
+    /// Sends `sig` to `sheaved` (SIGKILL: a crash; SIGTERM: a stop, which leaves the data plane
+    /// running) and reaps it within 10 s; its exit status. The process (and its log) stays until
+    /// [`Deployment::start_sheaved_again`].
+    pub fn stop_sheaved(&mut self, sig: i32) -> Result<ExitStatus> {
+        let p = self.sheaved.as_mut().context("sheaved was never started")?;
+        p.signal(sig)?;
+        p.wait_timeout(Duration::from_secs(10))
+            .with_context(|| format!("sheaved still runs 10 s after signal {sig}"))
+    }
+
+    /// Starts `sheaved` again with the same configuration file and `extra` arguments after
+    /// [`Deployment::stop_sheaved`], as an operator or a service manager would; returns once it
+    /// is ready.
+    pub fn start_sheaved_again(&mut self, lab: &Lab, extra: &[&str]) -> Result<()> {
+        if let Some(p) = self.sheaved.as_mut()
+            && p.is_running()
+        {
+            bail!("sheaved (pid {}) still runs", p.pid());
+        }
+        let p = start_sheaved_with(lab.lb(), &config_path(lab), lab.dir(), extra)?;
+        self.sheaved = Some(p);
         Ok(())
     }
 
@@ -250,6 +275,12 @@ pub fn api_socket(dir: &std::path::Path) -> PathBuf {
     dir.join("sheaved.sock")
 }
 
+/// Where [`Deployment::start_with_config`] writes `sheaved`'s configuration file (so a test
+/// can change it and `sheave config reload`).
+pub fn config_path(lab: &Lab) -> PathBuf {
+    lab.dir().join("sheave.toml")
+}
+
 /// Start `sheaved` on `host` with its socket and state file in `dir`, and wait for its "ready:"
 /// log line (printed once the API listens). Metrics listen on 127.0.0.1:9917 in `host`'s
 /// namespace.
@@ -258,25 +289,35 @@ pub fn start_sheaved(
     config: &std::path::Path,
     dir: &std::path::Path,
 ) -> Result<Process> {
-    let mut p = host.spawn(
-        bin_path("sheaved")?,
-        [
-            "--config".as_ref(),
-            config.as_os_str(),
-            "--iface".as_ref(),
-            host.iface.as_ref(),
-            "--xdp-mode".as_ref(),
-            "native".as_ref(),
-            "--socket".as_ref(),
-            api_socket(dir).as_os_str(),
-            "--state-file".as_ref(),
-            dir.join("state.json").as_os_str(),
-            "--stats-interval".as_ref(),
-            "1".as_ref(),
-            "--pin-dir".as_ref(),
-            lb_pin_dir(host).as_os_str(),
-        ],
-    )?;
+    start_sheaved_with(host, config, dir, &[])
+}
+
+/// [`start_sheaved`] with `extra` arguments (e.g. `--detach-on-exit`).
+pub fn start_sheaved_with(
+    host: &Host,
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Result<Process> {
+    let (socket, state, pins) = (api_socket(dir), dir.join("state.json"), lb_pin_dir(host));
+    let args: [&std::ffi::OsStr; 14] = [
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--iface".as_ref(),
+        host.iface.as_ref(),
+        "--xdp-mode".as_ref(),
+        "native".as_ref(),
+        "--socket".as_ref(),
+        socket.as_os_str(),
+        "--state-file".as_ref(),
+        state.as_os_str(),
+        "--stats-interval".as_ref(),
+        "1".as_ref(),
+        "--pin-dir".as_ref(),
+        pins.as_os_str(),
+    ];
+    let extra = extra.iter().map(std::ffi::OsStr::new);
+    let mut p = host.spawn(bin_path("sheaved")?, args.into_iter().chain(extra))?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if p.log().contains("ready:") {

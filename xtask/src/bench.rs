@@ -10,12 +10,16 @@
 //!   program, per scenario (the release-built `bench-packet` example; root);
 //! - `lab`: connections/s, iperf3 Gbps and CPU per connection through Sheave versus HAProxy in
 //!   a lab, with the client talking to the backends directly as the reference (root; installs
-//!   haproxy and iperf3 with apt-get if missing).
+//!   haproxy and iperf3 with apt-get if missing);
+//! - `health`: failover time when a backend's server dies (median/min/max of `--failovers`
+//!   runs) and a connection-preserving drain (streams broken, time to removal), in a lab
+//!   (root).
 //!
 //! A new section is a [`Section`] variant, a module, and a line in [`run_section`]. Everything
 //! runs release builds: these are the figures an operator would see.
 
 mod api;
+mod health;
 mod http;
 mod lab;
 mod maglev;
@@ -62,6 +66,9 @@ pub struct Args {
     /// lab: runs of each measurement per setup (the table shows the median).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=21))]
     lab_trials: u32,
+    /// health: failover runs (a fresh kill of the same backend each time).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    failovers: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -74,6 +81,8 @@ pub enum Section {
     Packet,
     /// Connections/s, Gbps and CPU through Sheave versus HAProxy in a lab (needs root).
     Lab,
+    /// Failover time and drain in a lab (needs root).
+    Health,
 }
 
 impl Section {
@@ -83,16 +92,20 @@ impl Section {
             Section::Api => "api",
             Section::Packet => "packet",
             Section::Lab => "lab",
+            Section::Health => "health",
         }
     }
 
     fn needs_root(self) -> bool {
-        matches!(self, Section::Api | Section::Packet | Section::Lab)
+        matches!(
+            self,
+            Section::Api | Section::Packet | Section::Lab | Section::Health
+        )
     }
 
     /// Whether it runs the workspace's programs (sheaved, sheave, the lab's servers).
     fn needs_bins(self) -> bool {
-        matches!(self, Section::Api | Section::Lab)
+        matches!(self, Section::Api | Section::Lab | Section::Health)
     }
 
     /// The file under `target/bench/` its figures go to: one per kind of benchmark, so that a
@@ -102,6 +115,7 @@ impl Section {
             Section::Maglev | Section::Api => "control.json",
             Section::Packet => "packet.json",
             Section::Lab => "lab.json",
+            Section::Health => "health.json",
         }
     }
 }
@@ -110,7 +124,13 @@ impl Args {
     /// The sections to run, in a fixed order whatever order they were given in.
     fn sections(&self) -> Vec<Section> {
         let mut s = if self.sections.is_empty() {
-            vec![Section::Maglev, Section::Api, Section::Packet, Section::Lab]
+            vec![
+                Section::Maglev,
+                Section::Api,
+                Section::Packet,
+                Section::Lab,
+                Section::Health,
+            ]
         } else {
             self.sections.clone()
         };
@@ -183,6 +203,7 @@ fn run_section(ws: &Workspace, args: &Args, s: Section) -> Result<serde_json::Va
             connections: args.connections as usize,
             trials: args.lab_trials as usize,
         }),
+        Section::Health => health::run(args.failovers as usize),
     }
 }
 

@@ -96,9 +96,38 @@ pub fn inspect(dir: &Path) -> Result<bool> {
     Ok(true)
 }
 
+/// `LAYOUT[1]`: how the pinned link attached (a restarted daemon reports the same mode).
+const MODE_NATIVE: u32 = 1;
+const MODE_GENERIC: u32 = 2;
+
+fn layout_map(dir: &Path) -> Result<Array<MapData, u32>> {
+    let map = MapData::from_pin(dir.join(LAYOUT_PIN)).context("opening LAYOUT")?;
+    Ok(Array::try_from(aya::maps::Map::Array(map))?)
+}
+
+/// Remember the attach mode next to the layout version.
+pub fn write_mode(dir: &Path, mode: AttachMode) -> Result<()> {
+    let v = match mode {
+        AttachMode::Generic => MODE_GENERIC,
+        _ => MODE_NATIVE,
+    };
+    layout_map(dir)?.set(1, v, 0).context("writing the attach mode")?;
+    Ok(())
+}
+
+/// The attach mode of the pinned link, if recorded.
+pub fn read_mode(dir: &Path) -> Option<AttachMode> {
+    match layout_map(dir).ok()?.get(&1, 0).ok()? {
+        MODE_NATIVE => Some(AttachMode::Native),
+        MODE_GENERIC => Some(AttachMode::Generic),
+        _ => None,
+    }
+}
+
 /// Record the layout version in `dir` (a fresh data plane).
 pub fn write_layout(dir: &Path) -> Result<()> {
-    let mut arr: Array<MapData, u32> = Array::create(1, 0).context("creating LAYOUT")?;
+    // [0]: layout version, [1]: attach mode.
+    let mut arr: Array<MapData, u32> = Array::create(2, 0).context("creating LAYOUT")?;
     arr.set(0, MAP_LAYOUT_VERSION, 0)?;
     arr.pin(dir.join(LAYOUT_PIN))
         .context("pinning the layout version")?;
@@ -235,6 +264,7 @@ impl Dataplane {
             return Ok(None);
         }
         let a = attach::attach(prog, iface, mode)?;
+        write_mode(dir, a.mode)?;
         let link = prog.take_link(a.link)?;
         let link: FdLink = link.try_into().map_err(|_| {
             anyhow!(

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! sheave-lab-http --name b1 [--listen [::]:80] [--verbose] [--max-conns 256]
+//!                 [--health-file PATH]
 //! ```
 //!
 //! * Any `GET`/`HEAD` path: `200 OK`, body `<name>\n`, `Content-Length`, `Connection: close`.
@@ -9,6 +10,16 @@
 //!   `<name> <seq>\n` (seq from 0) right away and then every M ms for N seconds, then close. The
 //!   body is close-delimited (no chunked encoding), so a client just reads lines until EOF.
 //!   Defaults: N = 10, M = 1000; bounds: N ≤ 3600, 10 ≤ M ≤ 60000.
+//! * `GET /echo`: `200 OK` head without `Content-Length`, then every line the client sends
+//!   (at most 1 KiB, within 30 s of the last) is answered with `<name> <line>\n`, until the
+//!   client half-closes. Client data crosses the load balancer (replies do not: direct server
+//!   return), so a stream that keeps echoing proves the LB keeps sending it to the same
+//!   backend. The client must wait for the head before sending lines (no pipelining).
+//! * With `--health-file PATH`, `GET /health` answers what the file says, read afresh on every
+//!   request, so a test can steer a health check without restarting anything: no file or
+//!   `200` → `200 OK` body `ok`; another status number → that status, body `unhealthy`;
+//!   `flap MS` → 200 and 500 alternating every MS milliseconds of wall-clock time. Without the
+//!   flag `/health` is an ordinary path.
 //!
 //! A `[::]` listener is dual-stack (IPV6_V6ONLY off), so it also takes IPv4. One thread per
 //! connection, at most `--max-conns` at once: at the cap the server stops accepting until a
@@ -19,11 +30,13 @@ use std::io::{self, Read, Write};
 use std::mem;
 use std::net::{Shutdown, SocketAddr, SocketAddrV6, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 
@@ -39,6 +52,10 @@ const LINGER: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_millis(100);
 /// On stop, how long to let open connections finish.
 const DRAIN_ON_STOP: Duration = Duration::from_secs(1);
+/// An `/echo` client silent this long is gone; its thread is freed.
+const ECHO_IDLE: Duration = Duration::from_secs(30);
+/// Longest `/echo` line; a longer one ends the stream.
+const MAX_ECHO_LINE: usize = 1024;
 
 #[derive(Parser, Debug)]
 #[command(about = "Lab HTTP server that answers with its own name")]
@@ -55,7 +72,13 @@ struct Args {
     /// Most connections handled at once (one thread each); more wait to be accepted.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_conns: u32,
+    /// What `GET /health` answers is read from this file (see above).
+    #[arg(long)]
+    health_file: Option<PathBuf>,
 }
+
+/// `--health-file`, set once in `main`; a static so that handlers need no extra argument.
+static HEALTH_FILE: OnceLock<PathBuf> = OnceLock::new();
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -73,6 +96,9 @@ fn main() -> ExitCode {
     if args.name.contains(['\r', '\n']) {
         eprintln!("sheave-lab-http: --name must be a single line");
         return ExitCode::from(2);
+    }
+    if let Some(f) = &args.health_file {
+        let _ = HEALTH_FILE.set(f.clone());
     }
     for sig in [libc::SIGTERM, libc::SIGINT] {
         let handler = on_stop_signal as extern "C" fn(libc::c_int);
@@ -267,7 +293,17 @@ fn handle(stream: &TcpStream, name: &str) -> String {
         return finish(stream, "405 Method Not Allowed", b"GET or HEAD\n", true);
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let outcome = if path == "/stream" {
+    let outcome = if path == "/echo" && with_body {
+        echo_lines(stream, name)
+    } else if let (Some(file), "/health") = (HEALTH_FILE.get(), path) {
+        let status = health_status(std::fs::read_to_string(file).ok().as_deref(), unix_ms());
+        let (line, body) = if status == 200 {
+            ("200 OK".to_string(), &b"ok\n"[..])
+        } else {
+            (format!("{status} Unhealthy"), &b"unhealthy\n"[..])
+        };
+        finish(stream, &line, body, with_body)
+    } else if path == "/stream" {
         match stream_params(query) {
             Some((seconds, interval)) => stream_lines(stream, name, seconds, interval, with_body),
             None => finish(stream, "400 Bad Request", b"bad stream parameters\n", true),
@@ -392,6 +428,87 @@ fn stream_lines(
     format!("200 stream, {seq} lines")
 }
 
+/// The `/echo` response: a head, then `<name> <line>` for every line until the client
+/// half-closes, stays silent for [`ECHO_IDLE`], or the server stops.
+fn echo_lines(mut stream: &TcpStream, name: &str) -> String {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: no-store\r\n\
+                Connection: close\r\n\r\n";
+    if let Err(e) = stream.write_all(head.as_bytes()) {
+        return format!("200 echo, write error: {e}");
+    }
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    let mut lines = 0u64;
+    let mut idle_since = Instant::now();
+    // Short reads so that the stop flag is seen; the idle bound is kept by hand.
+    if let Err(e) = stream.set_read_timeout(Some(TICK)) {
+        return format!("200 echo, {e}");
+    }
+    let end = loop {
+        if stopping() {
+            break "server stopping".to_string();
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => break "client done".to_string(),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if idle_since.elapsed() >= ECHO_IDLE {
+                    break "idle".to_string();
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return format!("200 echo, {lines} lines, read error: {e}"),
+        }
+        idle_since = Instant::now();
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let text = String::from_utf8_lossy(&line[..nl]);
+            let reply = format!("{name} {}\n", text.trim_end_matches('\r'));
+            if let Err(e) = stream.write_all(reply.as_bytes()) {
+                return format!("200 echo, {lines} lines, write error: {e}");
+            }
+            lines += 1;
+        }
+        if buf.len() > MAX_ECHO_LINE {
+            break "line too long".to_string();
+        }
+    };
+    linger_close(stream);
+    format!("200 echo, {lines} lines, {end}")
+}
+
+/// The status `/health` answers for the `--health-file` contents `file` (`None`: no file) at
+/// wall-clock time `now_ms` (milliseconds since the Unix epoch; wall clock, so that a test in
+/// another process can tell which half of a `flap` period a check fell in).
+fn health_status(file: Option<&str>, now_ms: u64) -> u16 {
+    let Some(text) = file.map(str::trim).filter(|t| !t.is_empty()) else {
+        return 200;
+    };
+    if let Some(period) = text.strip_prefix("flap ") {
+        return match period.trim().parse::<u64>() {
+            Ok(p) if p > 0 && (now_ms / p).is_multiple_of(2) => 200,
+            _ => 500,
+        };
+    }
+    // A garbled file is a broken backend, not a healthy one.
+    text.parse()
+        .ok()
+        .filter(|s| (100..=599).contains(s))
+        .unwrap_or(500)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Writes a complete response and closes; returns the summary.
 fn finish(stream: &TcpStream, status: &str, body: &[u8], with_body: bool) -> String {
     match respond(stream, status, body, with_body) {
@@ -463,6 +580,19 @@ mod tests {
         assert_eq!(stream_params("interval_ms=5"), None);
         assert_eq!(stream_params("seconds=x"), None);
         assert_eq!(stream_params("other=1"), None);
+    }
+
+    #[test]
+    fn health_file() {
+        assert_eq!(health_status(None, 0), 200);
+        assert_eq!(health_status(Some(" \n"), 0), 200);
+        assert_eq!(health_status(Some("200\n"), 0), 200);
+        assert_eq!(health_status(Some("503"), 0), 503);
+        assert_eq!(health_status(Some("garbage"), 0), 500);
+        assert_eq!(health_status(Some("flap 300"), 299), 200);
+        assert_eq!(health_status(Some("flap 300"), 300), 500);
+        assert_eq!(health_status(Some("flap 300"), 600), 200);
+        assert_eq!(health_status(Some("flap 0"), 600), 500);
     }
 
     #[test]

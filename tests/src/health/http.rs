@@ -1,0 +1,128 @@
+//! One short HTTP/1.1 request to a lab server, as the load generator makes them: which backend
+//! answered (the first line of the body), or what went wrong, in the error-kind vocabulary of
+//! `sheave-lab-client` (`connect_refused`, `read_reset`, `connect_timeout`, ...).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Largest response read; the lab server's are a few dozen bytes.
+const MAX_RESPONSE: usize = 16 * 1024;
+
+/// `GET /` to `target`, all of it within `timeout`: the local port (once connected; it names the
+/// flow in `sheave explain`) and Ok(backend name) or Err(error kind). Must run on a thread inside
+/// the client's network namespace.
+pub fn get(target: SocketAddr, timeout: Duration) -> (Option<u16>, Result<String, String>) {
+    let mut port = None;
+    let outcome = exchange(target, timeout, &mut port);
+    (port, outcome)
+}
+
+fn exchange(
+    target: SocketAddr,
+    timeout: Duration,
+    port: &mut Option<u16>,
+) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    let left = || {
+        let d = deadline.saturating_duration_since(Instant::now());
+        // A zero timeout means "block forever" to the socket API; never pass one.
+        (!d.is_zero()).then_some(d)
+    };
+    // socket2 rather than TcpStream::connect_timeout: the socket outlives a failed connect, so
+    // the port a refused or timed-out attempt used is known too.
+    let sock = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .map_err(|e| kind("socket", &e))?;
+    let connected = sock.connect_timeout(&target.into(), left().ok_or("connect_timeout")?);
+    *port = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .filter(|&p| p != 0);
+    connected.map_err(|e| kind("connect", &e))?;
+    let mut s: TcpStream = sock.into();
+    let _ = s.set_nodelay(true);
+    let req = format!("GET / HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
+    s.set_write_timeout(left())
+        .and_then(|()| s.write_all(req.as_bytes()))
+        .map_err(|e| kind("write", &e))?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 2048];
+    loop {
+        s.set_read_timeout(Some(left().ok_or("read_timeout")?))
+            .map_err(|e| kind("read", &e))?;
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(kind("read", &e)),
+        }
+        if buf.len() > MAX_RESPONSE {
+            return Err("response_too_large".into());
+        }
+    }
+    parse(&buf)
+}
+
+/// The backend's name from a complete (close-delimited or sized) response.
+fn parse(buf: &[u8]) -> Result<String, String> {
+    if buf.is_empty() {
+        return Err("empty_response".into());
+    }
+    let text = String::from_utf8_lossy(buf);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return Err("truncated_response".into());
+    };
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        return Err(format!("status_{status}"));
+    }
+    match body.lines().next().map(str::trim) {
+        Some(name) if !name.is_empty() => Ok(name.to_string()),
+        _ => Err("empty_body".into()),
+    }
+}
+
+/// `<phase>_<what>`, e.g. `connect_refused`, `read_reset`.
+pub fn kind(phase: &str, e: &io::Error) -> String {
+    use io::ErrorKind as K;
+    let what = match e.kind() {
+        K::ConnectionRefused => "refused",
+        K::TimedOut | K::WouldBlock => "timeout",
+        K::ConnectionReset => "reset",
+        K::ConnectionAborted => "aborted",
+        K::BrokenPipe => "broken_pipe",
+        K::HostUnreachable => "host_unreachable",
+        K::NetworkUnreachable => "network_unreachable",
+        K::AddrNotAvailable => "addr_not_available",
+        K::UnexpectedEof => "eof",
+        _ => return format!("{phase}_os_{}", e.raw_os_error().unwrap_or(0)),
+    };
+    format!("{phase}_{what}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nb2\n";
+        assert_eq!(parse(ok), Ok("b2".into()));
+        let busy = b"HTTP/1.1 503 Service Unavailable\r\n\r\nx\n";
+        assert_eq!(parse(busy), Err("status_503".into()));
+        assert_eq!(parse(b""), Err("empty_response".into()));
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\n"),
+            Err("truncated_response".into())
+        );
+        assert_eq!(parse(b"HTTP/1.1 200 OK\r\n\r\n"), Err("empty_body".into()));
+    }
+}
