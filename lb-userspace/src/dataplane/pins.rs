@@ -111,7 +111,9 @@ pub fn write_mode(dir: &Path, mode: AttachMode) -> Result<()> {
         AttachMode::Generic => MODE_GENERIC,
         _ => MODE_NATIVE,
     };
-    layout_map(dir)?.set(1, v, 0).context("writing the attach mode")?;
+    layout_map(dir)?
+        .set(1, v, 0)
+        .context("writing the attach mode")?;
     Ok(())
 }
 
