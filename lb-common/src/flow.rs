@@ -29,6 +29,9 @@ pub struct FlowState {
     /// monotonic clock (wraps after ~52 days; compare with wrapping arithmetic). The daemon
     /// counts a draining backend's live flows with it.
     pub last_seen: u32,
+    /// The sequence number of the SYN that opened the flow (0 if it was first seen later): a
+    /// SYN with another number is a new connection on this tuple.
+    pub syn_seq: u32,
 }
 
 /// `last_seen` ticks: 2^20 ns (~1.05 ms), a shift instead of a division on the packet path.
@@ -44,6 +47,11 @@ pub fn flow_tick(now_ns: u64) -> u32 {
 /// The TCP connection sent FIN or RST: a later SYN on the same tuple is a new connection and is
 /// scheduled afresh instead of following the old one.
 pub const FLOW_F_CLOSING: u32 = 1;
+
+/// The client sent an ACK: the connection got past the handshake. A TCP flow without it is only
+/// an attempt (a SYN), which ends quickly one way or another; the daemon counts it as live for
+/// seconds, not minutes, while its backend drains.
+pub const FLOW_F_ESTABLISHED: u32 = 2;
 
 impl FlowKey {
     /// The key's bytes, exactly as the hash and the kernel's map see them.

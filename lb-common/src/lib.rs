@@ -7,6 +7,7 @@
 
 pub mod addr;
 pub mod backend;
+pub mod bench;
 pub mod config;
 pub mod decap;
 pub mod flow;
@@ -28,4 +29,6 @@ mod pod {
     unsafe impl aya::Pod for crate::stats::Counter {}
     unsafe impl aya::Pod for crate::config::DataplaneConfig {}
     unsafe impl aya::Pod for crate::decap::DecapKey {}
+    unsafe impl aya::Pod for crate::bench::BenchConfig {}
+    unsafe impl aya::Pod for crate::bench::BenchResult {}
 }

@@ -16,4 +16,5 @@ pub const MAX_DECAP_VIPS: u32 = 1024;
 
 /// Version of the pinned maps' layout (which maps, their key and value types). A daemon adopts
 /// pinned maps only with the same version; bump it whenever a shared map type changes.
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+/// v2: `FlowState` carries the opening SYN's sequence number.
+pub const MAP_LAYOUT_VERSION: u32 = 2;

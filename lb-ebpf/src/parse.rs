@@ -56,6 +56,9 @@ pub struct Packet {
     pub dont_fragment: bool,
     /// TCP flags (0 for UDP and ICMP).
     pub tcp_flags: u8,
+    /// TCP sequence number as on the wire (only compared: a SYN's tells a retransmission from a
+    /// new connection on the same tuple).
+    pub tcp_seq: u32,
     /// An ICMP error (destination unreachable incl. fragmentation needed / packet too big,
     /// time exceeded) about a VIP flow: it goes to the flow's backend so PMTU discovery works,
     /// but never creates a flow.
@@ -119,6 +122,7 @@ fn parse_ipv4(ctx: &XdpContext) -> Result<Parsed, Stat> {
         tos: ip.tos,
         dont_fragment: frag & IPV4_DF != 0,
         tcp_flags: 0,
+        tcp_seq: 0,
         icmp_error: false,
     };
     let parsed = if ip.proto == IPPROTO_ICMP {
@@ -189,6 +193,7 @@ fn parse_ipv6(ctx: &XdpContext) -> Result<Parsed, Stat> {
         tos: (first >> 20) as u8,
         dont_fragment: true,
         tcp_flags: 0,
+        tcp_seq: 0,
         icmp_error: false,
     };
     let parsed = if next == IPPROTO_ICMPV6 {
@@ -218,9 +223,11 @@ fn transport(ctx: &XdpContext, l4_off: usize, l4_len: usize, pkt: &mut Packet) -
     pkt.flow.sport = p.sport;
     pkt.flow.dport = p.dport;
     if pkt.flow.proto == IPPROTO_TCP {
-        // Flags are byte 13 of the TCP header.
+        // Flags are byte 13 of the TCP header, the sequence number bytes 4-7.
         let flags: *const u8 = ptr_at(ctx, l4_off + 13).ok_or(Stat::PassUnparsed)?;
         pkt.tcp_flags = unsafe { *flags };
+        let seq: *const [u8; 4] = ptr_at(ctx, l4_off + 4).ok_or(Stat::PassUnparsed)?;
+        pkt.tcp_seq = u32::from_ne_bytes(unsafe { *seq });
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::{
 };
 
 use lb_common::{
-    flow::{FLOW_F_CLOSING, FLOW_TICK_NS},
+    flow::{FLOW_F_CLOSING, FLOW_F_ESTABLISHED, FLOW_TICK_NS},
     vip::{IPPROTO_TCP, VipKey},
 };
 use log::{error, info, warn};
@@ -25,6 +25,9 @@ const TCP_IDLE: Duration = Duration::from_secs(300);
 const UDP_IDLE: Duration = Duration::from_secs(30);
 /// After FIN/RST, the last ACKs of the close still need the same backend for a moment.
 const CLOSING_GRACE: Duration = Duration::from_secs(2);
+/// A TCP flow that never got past its SYN: an attempt that succeeds within a round trip or
+/// failed unseen (refused or reset by a dead server's host, straight to the client).
+const ATTEMPT_IDLE: Duration = Duration::from_secs(5);
 /// The flow table is read at most this often while something drains.
 const MIN_SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -158,13 +161,16 @@ impl Control {
         let now = flow_clock_tick();
         let ticks = |d: Duration| (d.as_nanos() / FLOW_TICK_NS as u128) as u32;
         let (tcp_idle, udp_idle, grace) = (ticks(TCP_IDLE), ticks(UDP_IDLE), ticks(CLOSING_GRACE));
+        let attempt_idle = ticks(ATTEMPT_IDLE);
         let mut counts = HashMap::new();
         self.dp.scan_flows(|k, v| {
             let age = now.wrapping_sub(v.last_seen);
             let live = if v.flags & FLOW_F_CLOSING != 0 {
                 age < grace
-            } else if k.proto == IPPROTO_TCP {
+            } else if k.proto == IPPROTO_TCP && v.flags & FLOW_F_ESTABLISHED != 0 {
                 age < tcp_idle
+            } else if k.proto == IPPROTO_TCP {
+                age < attempt_idle
             } else {
                 age < udp_idle
             };

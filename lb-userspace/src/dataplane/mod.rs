@@ -1,6 +1,7 @@
 //! The kernel side as userspace sees it: the load balancer's XDP program and typed access to its
 //! maps ([`Dataplane`]), and the backends' decap program ([`decap`]).
 pub mod attach;
+pub mod bench;
 pub mod decap;
 pub mod flow_scan;
 pub mod objects;

@@ -20,6 +20,44 @@ fn sa(s: &str) -> SocketAddr {
 pub fn trials(fx0: u32) -> Vec<Trial> {
     vec![
         trial(
+            "flow/syn-with-another-sequence-number-is-a-new-connection",
+            move || {
+                let mut lb = Lb::new(fx0)?;
+                let (c, vip) = (sa("198.18.0.10:42900"), sa("198.18.100.1:80"));
+                let first = lb.open_flow(c, vip, Ingress::Fx0)?;
+                lb.weight_zero(vip, first.backend)?;
+                // A retransmitted SYN (same number) follows its flow...
+                let again = packets::tcp(c, vip, F::Syn, b"");
+                expect_forward_to(&mut lb, &again, Ingress::Fx0, first.backend, first.hash)?;
+                ensure!(lb.stat(Stat::FlowReopened) == 0);
+                // ...a SYN with another number is a new connection whose predecessor ended unseen
+                // (e.g. reset by a crashed server's host): scheduled on the ring now.
+                let now = lb.simulate(Tcp, c, vip)?;
+                let fresh = packets::syn_seq(c, vip, 0x5eed_0001);
+                expect_forward_to(&mut lb, &fresh, Ingress::Fx0, now.backend, now.hash)?;
+                ensure!(lb.stat(Stat::FlowReopened) == 1);
+                let key = lb_userspace::wire::flow_key(Tcp, c, vip)?;
+                let st = lb.dp.flow(&key).expect("flow entry");
+                ensure!(
+                    st.syn_seq == 0x5eed_0001u32.to_be(),
+                    "syn_seq {:#x}",
+                    st.syn_seq
+                );
+                ensure!(
+                    st.flags & lb_common::flow::FLOW_F_ESTABLISHED == 0,
+                    "only a SYN so far"
+                );
+                let ack = packets::tcp(c, vip, F::Ack, b"");
+                expect_forward_to(&mut lb, &ack, Ingress::Fx0, now.backend, now.hash)?;
+                let st = lb.dp.flow(&key).expect("flow entry");
+                ensure!(
+                    st.flags & lb_common::flow::FLOW_F_ESTABLISHED != 0,
+                    "the ACK establishes"
+                );
+                Ok(())
+            },
+        ),
+        trial(
             "flow/established-flow-sticks-when-ring-changes",
             move || {
                 let mut lb = Lb::new(fx0)?;

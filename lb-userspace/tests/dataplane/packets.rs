@@ -31,6 +31,17 @@ pub fn tcp(src: SocketAddr, dst: SocketAddr, flags: Tcp, payload: &[u8]) -> Vec<
     out
 }
 
+/// A SYN with sequence number `seq` (`tcp` uses 1000).
+pub fn syn_seq(src: SocketAddr, dst: SocketAddr, seq: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    ip_step(src.ip(), dst.ip())
+        .tcp(src.port(), dst.port(), seq, 64240)
+        .syn()
+        .write(&mut out, b"")
+        .unwrap();
+    out
+}
+
 /// A UDP packet from the client to the LB's MAC.
 pub fn udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

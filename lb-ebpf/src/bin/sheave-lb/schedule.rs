@@ -3,7 +3,7 @@
 //! takes the VIP's Maglev ring slot for its hash.
 use lb_common::{
     backend::{BACKEND_F_DOWN, BACKEND_F_VALID, Backend, NO_BACKEND},
-    flow::{FLOW_F_CLOSING, FlowState, flow_tick},
+    flow::{FLOW_F_CLOSING, FLOW_F_ESTABLISHED, FlowState, flow_tick},
     hash::{flow_hash, ring_slot},
     stats::Stat,
     vip::VipMeta,
@@ -29,15 +29,24 @@ pub fn pick(pkt: &Packet, vip: &VipMeta, now_ns: u64) -> Result<Choice, Stat> {
     let tick = flow_tick(now_ns);
     if let Some(state) = FLOWS.get_ptr_mut(&pkt.flow) {
         let st = unsafe { *state };
-        // A bare SYN after the connection on this tuple closed starts a new connection: it is
-        // scheduled like any new flow instead of following the old one.
-        let reopened =
-            st.flags & FLOW_F_CLOSING != 0 && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+        // A bare SYN starts a new connection on this tuple, scheduled like any new flow, when the
+        // old connection closed, or when its sequence number is not the one that opened the
+        // entry (the old connection ended unseen, e.g. reset by a crashed server's host). A
+        // retransmitted SYN carries the same number and follows its flow.
+        let bare_syn = pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+        let reopened = bare_syn && (st.flags & FLOW_F_CLOSING != 0 || st.syn_seq != pkt.tcp_seq);
         if reopened {
             stats::event(Stat::FlowReopened);
         } else if let Some(backend) = usable_backend(st.backend_id) {
-            if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 && st.flags & FLOW_F_CLOSING == 0 {
-                unsafe { (*state).flags = st.flags | FLOW_F_CLOSING };
+            let mut flags = st.flags;
+            if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+                flags |= FLOW_F_CLOSING;
+            }
+            if pkt.tcp_flags & TCP_ACK != 0 {
+                flags |= FLOW_F_ESTABLISHED;
+            }
+            if flags != st.flags {
+                unsafe { (*state).flags = flags };
             }
             // Written only when the tick moved: a busy flow dirties its entry once a millisecond
             // at most.
@@ -73,11 +82,15 @@ pub fn pick(pkt: &Packet, vip: &VipMeta, now_ns: u64) -> Result<Choice, Stat> {
     // An ICMP error follows its flow but never creates one; above the VIP's new-flow rate a
     // flow is forwarded without being remembered.
     if !pkt.icmp_error && flood::admit(vip) {
-        let flags = if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        let bare_syn = pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+        let mut flags = if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
             FLOW_F_CLOSING
         } else {
             0
         };
+        if pkt.tcp_flags & TCP_ACK != 0 {
+            flags |= FLOW_F_ESTABLISHED;
+        }
         // Failure to insert (map full of locked entries) only costs stickiness for this packet.
         let _ = FLOWS.insert(
             &pkt.flow,
@@ -86,6 +99,7 @@ pub fn pick(pkt: &Packet, vip: &VipMeta, now_ns: u64) -> Result<Choice, Stat> {
                 hash,
                 flags,
                 last_seen: tick,
+                syn_seq: if bare_syn { pkt.tcp_seq } else { 0 },
             },
             0,
         );

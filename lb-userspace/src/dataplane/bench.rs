@@ -1,0 +1,58 @@
+//! The bench-only entry point (`sheave_lb_bench`, see lb-ebpf's `bench.rs`): loaded on demand
+//! into the same object, so it runs the production packet function over the same maps.
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    maps::{Array, PerCpuArray},
+    programs::Xdp,
+};
+use lb_common::bench::{BenchConfig, BenchResult};
+
+use super::Dataplane;
+
+pub const BENCH_PROGRAM: &str = "sheave_lb_bench";
+
+impl Dataplane {
+    /// The bench entry point, verified and loaded on first use.
+    pub fn bench_program(&mut self) -> Result<&mut Xdp> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(BENCH_PROGRAM)
+            .ok_or_else(|| anyhow!("{BENCH_PROGRAM} missing from the object"))?
+            .try_into()
+            .map_err(|e| anyhow!("{BENCH_PROGRAM} is not an XDP program: {e}"))?;
+        if prog.fd().is_err() {
+            prog.load()
+                .with_context(|| format!("the kernel refused {BENCH_PROGRAM}"))?;
+        }
+        Ok(prog)
+    }
+
+    pub fn set_bench(&mut self, cfg: &BenchConfig) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut("BENCH_CONFIG")
+            .context("BENCH_CONFIG missing")?;
+        let mut arr: Array<_, BenchConfig> = Array::try_from(map)?;
+        arr.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    /// The result summed over CPUs since the last call (which resets it).
+    pub fn take_bench_result(&mut self) -> Result<BenchResult> {
+        let map = self
+            .ebpf
+            .map_mut("BENCH_RESULT")
+            .context("BENCH_RESULT missing")?;
+        let mut arr: PerCpuArray<_, BenchResult> = PerCpuArray::try_from(map)?;
+        let per_cpu = arr.get(&0, 0)?;
+        let mut sum = BenchResult::default();
+        for r in per_cpu.iter() {
+            sum.ns += r.ns;
+            sum.ops += r.ops;
+            sum.failed += r.failed;
+        }
+        let zeros = aya::maps::PerCpuValues::try_from(vec![BenchResult::default(); per_cpu.len()])?;
+        arr.set(0, zeros, 0)?;
+        Ok(sum)
+    }
+}
