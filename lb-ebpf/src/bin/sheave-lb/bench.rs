@@ -41,12 +41,9 @@ pub fn sheave_lb_bench(ctx: XdpContext) -> u32 {
         action: xdp_action::XDP_ABORTED,
         failed: 0,
     };
-    // The callback must reach the helper as a function symbol (a BPF_PSEUDO_FUNC relocation).
-    let callback = unsafe {
-        core::mem::transmute::<unsafe extern "C" fn(u32, *mut c_void) -> i64, *mut c_void>(
-            iteration,
-        )
-    };
+    // A direct cast: the callback must reach the helper as a function symbol (a
+    // BPF_PSEUDO_FUNC relocation), never through an integer.
+    let callback = iteration as *mut c_void;
     let t0 = unsafe { bpf_ktime_get_ns() };
     let ran = unsafe {
         bpf_loop(
