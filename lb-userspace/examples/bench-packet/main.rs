@@ -15,6 +15,7 @@
 //! the flow-table counters are checked, so a figure always measures what its name says.
 mod activity;
 mod cases;
+mod inprog;
 // The dataplane tests' private namespace (veth with static neighbours), shared rather than
 // copied: the benchmark needs exactly the environment the fixtures run in.
 #[path = "../../tests/dataplane/netns.rs"]
@@ -60,6 +61,7 @@ struct Measured {
     case: Case,
     outcome: Outcome,
     activity: Activity,
+    in_program: inprog::InProgram,
 }
 
 fn main() -> Result<()> {
@@ -144,10 +146,13 @@ fn measure(
     let outcome =
         run::run(&case, &mut dp, baseline, settings).with_context(|| case.name.to_string())?;
     let activity = before.until(&Snapshot::take(), cpu);
+    let in_program = inprog::measure(&case, &mut dp, settings.ingress)
+        .with_context(|| format!("{}: in-program timing", case.name))?;
     Ok(Measured {
         case,
         outcome,
         activity,
+        in_program,
     })
 }
 

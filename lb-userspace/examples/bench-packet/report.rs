@@ -70,6 +70,7 @@ pub fn case_json(m: &Measured) -> Value {
         "flow_table": m.outcome.flow_table,
         "checks_ok": m.outcome.problems.is_empty(),
         "problems": m.outcome.problems,
+        "in_program_ns": m.in_program.json(),
         "other_cpus_busy_pct": m.activity.others_busy,
         "steal_pct": m.activity.steal,
     })
@@ -134,6 +135,23 @@ pub fn print_table(measured: &[Measured], s: &Settings, lb: &Value, pass: &Value
         println!(
             "  warn  the hypervisor took up to {steal:.0}% of our CPU during a case (steal time): \
              figures inflated"
+        );
+    }
+    println!(
+        "\nIn-program cost (sheave_lb_bench: the same packet function in a bpf_loop of {} \
+         iterations, frame restored between them;\nns per iteration net of a restore-only loop, \
+         over {} program runs; test_run's own overhead excluded):",
+        64, 200
+    );
+    println!(
+        "  {:<24} | {:>7} {:>7} {:>7} | {:>7}",
+        "case", "median", "p1", "p99", "restore"
+    );
+    for m in measured {
+        let p = &m.in_program;
+        println!(
+            "  {:<24} | {:>7.1} {:>7.1} {:>7.1} | {:>7.1}",
+            m.case.name, p.median, p.p1, p.p99, p.restore
         );
     }
     for m in measured.iter().filter(|m| !m.outcome.problems.is_empty()) {

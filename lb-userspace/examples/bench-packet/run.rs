@@ -317,7 +317,7 @@ pub fn action_name(a: u32) -> Cow<'static, str> {
 /// repeat loop would run every iteration after the first on an already encapsulated packet.
 /// Returns the action and the kernel-reported run time in ns (the program's run only: copying
 /// the packet in and out is outside the kernel's timer).
-fn call(prog: &Xdp, pkt: &[u8], ingress: u32) -> Result<(u32, u64)> {
+pub fn call(prog: &Xdp, pkt: &[u8], ingress: u32) -> Result<(u32, u64)> {
     // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
     let mut ctx = [0u8; 24];
     ctx[4..8].copy_from_slice(&(pkt.len() as u32).to_ne_bytes());
