@@ -156,6 +156,10 @@ fn add_host(
     ip(&["-n", ns, "addr", "add", &v4, "dev", iface])?;
     // nodad: usable at once, no 1-2 s of "tentative" during which connections would fail.
     ip(&["-n", ns, "-6", "addr", "add", &v6, "dev", iface, "nodad"])?;
+    // The same for the link-local address the kernel adds at "up": neighbour discovery uses it
+    // as its source, and while it is tentative the first solicitation waits for it, which cost
+    // the first IPv6 connections after a lab came up a SYN retransmission (1 s).
+    sysctl(ns, &[format!("net.ipv6.conf.{iface}.accept_dad=0")])?;
     ip(&["-n", ns, "link", "set", iface, "up"])?;
 
     match role {
