@@ -4,3 +4,4 @@ pub mod deploy;
 pub mod health;
 pub mod lab;
 pub mod restart;
+pub mod traffic;

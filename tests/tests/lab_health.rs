@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use sheave_tests::deploy::Deployment;
 use sheave_tests::health::drain::{self, DrainOpts};
-use sheave_tests::health::echo::{EchoOpts, EchoStream};
 use sheave_tests::health::failover::{self, FailoverOpts};
 use sheave_tests::health::load::{Load, LoadOpts, Timeline};
 use sheave_tests::health::metrics::Metrics;
 use sheave_tests::health::toml::{config, tcp_checked, vip as vip_toml};
-use sheave_tests::health::{Sheave, Vip, duration_arg, translog};
+use sheave_tests::health::{Sheave, Vip, duration_arg, echo_opts, translog};
 use sheave_tests::lab::{ClientOpts, Lab, Process, VIP_PORT, VIP4, VIP6, bin_path};
+use sheave_tests::traffic::echo::EchoStream;
 
 const VIP_V4: Vip = Vip(SocketAddr::V4(SocketAddrV4::new(VIP4, VIP_PORT)));
 const VIP_V6: Vip = Vip(SocketAddr::V6(SocketAddrV6::new(VIP6, VIP_PORT, 0, 0)));
@@ -276,7 +276,8 @@ fn drain_timeout(lab: &Lab, sheave: &Sheave, d: &Deployment) -> Result<()> {
     sheave.wait_state(VIP_V4, b1, "up", STATE_TIMEOUT)?;
     let stream = EchoStream::open_to(
         lab.client(),
-        &EchoOpts::new(VIP_V4.0, Duration::from_secs(20)),
+        VIP_V4.0,
+        echo_opts(Duration::from_secs(20)),
         &["b1"],
         40,
     )?;

@@ -18,9 +18,9 @@ use sheave_tests::{
         config::{EXTRA_PORT, Shape, config},
         daemon::json_diff,
         layout::pin_foreign_layout,
-        net,
         traffic::TrafficOpts,
     },
+    traffic::http,
 };
 
 /// How long backends may take to pass their first health checks.
@@ -82,7 +82,7 @@ fn stop_and_check_clean(lab: Lab, d: Deployment, ctl: &Control) {
 /// Whether one new connection from the client to `target` succeeds within `timeout`.
 fn served(lab: &Lab, target: SocketAddr, timeout: Duration) -> Result<String, String> {
     lab.client()
-        .in_netns(move || net::get(target, timeout).0)
+        .in_netns(move || http::get(target, timeout).backend)
         .expect("enter the client's namespace")
 }
 

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::echo::{EchoOpts, EchoOutcome, EchoStream};
 use super::load::{Conn, Load, LoadOpts, Timeline};
 use super::{BackendStatus, Sheave, Vip};
 use crate::lab::Lab;
+use crate::traffic::echo::{EchoOutcome, EchoStream};
 
 /// How often the backend's status is read while it drains.
 const POLL: Duration = Duration::from_millis(100);
@@ -116,10 +116,10 @@ pub fn run(lab: &Lab, sheave: &Sheave, opts: &DrainOpts) -> Result<DrainRun> {
         bail!("no backend {}", opts.victim);
     };
     let addr = victim.addr(opts.vip.0.is_ipv6());
-    let echo = EchoOpts::new(opts.vip.0, opts.stream_for);
+    let echo = super::echo_opts(opts.stream_for);
     let mut streams = Vec::new();
     for _ in 0..opts.streams {
-        let s = EchoStream::open_to(client, &echo, &[victim.name.as_str()], 40)
+        let s = EchoStream::open_to(client, opts.vip.0, echo, &[victim.name.as_str()], 40)
             .with_context(|| format!("a long-lived stream to {}", victim.name))?;
         streams.push(s);
     }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::Vip;
-use super::echo::{EchoOpts, EchoOutcome, EchoStream};
 use super::load::{Conn, Load, LoadOpts, Timeline};
 use crate::deploy::Deployment;
 use crate::lab::Lab;
+use crate::traffic::echo::{EchoOutcome, EchoStream};
 
 #[derive(Debug, Clone)]
 pub struct FailoverOpts {
@@ -94,11 +94,11 @@ pub fn run(lab: &Lab, d: &mut Deployment, opts: &FailoverOpts) -> Result<Failove
     };
     let load_for = opts.before + opts.after;
     // Long enough to outlast the load; stopped explicitly once it is over.
-    let echo = EchoOpts::new(opts.vip.0, load_for + Duration::from_secs(30));
+    let echo = super::echo_opts(load_for + Duration::from_secs(30));
     let mut streams = Vec::new();
     for b in lab.backends().iter().filter(|b| b.name != victim.name) {
         for _ in 0..opts.survivors_per_backend {
-            let s = EchoStream::open_to(client, &echo, &[b.name.as_str()], 40)
+            let s = EchoStream::open_to(client, opts.vip.0, echo, &[b.name.as_str()], 40)
                 .with_context(|| format!("a long-lived stream to {}", b.name))?;
             streams.push(s);
         }

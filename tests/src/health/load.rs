@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 
-use super::http;
 use crate::lab::Host;
+use crate::traffic::http;
 
 /// Stack of each connection's thread: it only runs [`http::get`].
 const CONN_STACK: usize = 128 * 1024;
@@ -130,12 +130,12 @@ fn generate(opts: &LoadOpts, stop: &AtomicBool) -> Vec<Conn> {
 }
 
 fn one(opts: &LoadOpts, start: Instant) -> Conn {
-    let (port, outcome) = http::get(opts.target, opts.timeout);
+    let reply = http::get(opts.target, opts.timeout);
     Conn {
         start,
         took: start.elapsed(),
-        port,
-        outcome,
+        port: reply.port,
+        outcome: reply.backend,
     }
 }
 

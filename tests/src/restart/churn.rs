@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::net::get;
 use crate::lab::Host;
+use crate::traffic::http::get;
 
 /// Bound on the churn however long a test forgets to stop it.
 const MAX_RUN: Duration = Duration::from_secs(300);
@@ -93,13 +93,13 @@ fn run(
             break;
         }
         let start = Instant::now();
-        let (result, retransmits) = get(*target, timeout);
+        let reply = get(*target, timeout);
         out.push(Attempt {
             target: *target,
             start,
             end: Instant::now(),
-            result,
-            retransmits,
+            result: reply.backend,
+            retransmits: reply.retransmits,
         });
         due = (due + interval).max(Instant::now());
         while Instant::now() < due && !stop.load(Ordering::Relaxed) {

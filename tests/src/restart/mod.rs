@@ -8,9 +8,7 @@
 pub mod churn;
 pub mod config;
 pub mod daemon;
-pub mod held;
 pub mod layout;
-pub mod net;
 pub mod traffic;
 
 pub use daemon::{Control, ReconcileLog};

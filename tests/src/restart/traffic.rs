@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use super::churn::{Attempt, Churn};
-use super::held::{HeldOpts, HeldOutcome, HeldStream};
 use crate::lab::Host;
+use crate::traffic::echo::{EchoOpts, EchoOutcome, EchoStream};
 
 /// A new connection or echo this slow needed a retransmission (the lab's round trip is well
 /// under a millisecond; the first retransmission timeout is 200 ms, a SYN's 1 s).
@@ -18,7 +18,7 @@ const SLOW: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrafficOpts {
-    pub held: HeldOpts,
+    pub held: EchoOpts,
     /// A new connection this often.
     pub churn_interval: Duration,
     /// Bound on each new connection (connect, request, whole response). A lost SYN costs 1 s,
@@ -29,7 +29,7 @@ pub struct TrafficOpts {
 impl Default for TrafficOpts {
     fn default() -> Self {
         TrafficOpts {
-            held: HeldOpts::default(),
+            held: EchoOpts::default(),
             churn_interval: Duration::from_millis(20),
             churn_timeout: Duration::from_secs(5),
         }
@@ -41,7 +41,7 @@ pub struct Traffic {
     began: Instant,
     client: Host,
     opts: TrafficOpts,
-    held: Vec<HeldStream>,
+    held: Vec<EchoStream>,
     churn: Option<Churn>,
 }
 
@@ -71,7 +71,7 @@ impl Traffic {
         for _ in 0..n {
             for t in targets {
                 self.held
-                    .push(HeldStream::open(&self.client, *t, self.opts.held)?);
+                    .push(EchoStream::open(&self.client, *t, self.opts.held)?);
             }
         }
         Ok(())
@@ -92,14 +92,14 @@ impl Traffic {
             if have.values().all(|&n| n >= per_backend) {
                 return Ok(());
             }
-            let s = HeldStream::open(&self.client, target, self.opts.held)?;
+            let s = EchoStream::open(&self.client, target, self.opts.held)?;
             match have.get_mut(&s.backend) {
                 Some(n) if *n < per_backend => {
                     *n += 1;
                     self.held.push(s);
                 }
                 _ => {
-                    let o = s.finish();
+                    let o = s.close();
                     if let Some(e) = o.error {
                         bail!("closing a surplus stream to {}: {e}", o.backend);
                     }
@@ -127,7 +127,7 @@ impl Traffic {
         for s in &self.held {
             s.stop();
         }
-        let held = self.held.drain(..).map(HeldStream::finish).collect();
+        let held = self.held.drain(..).map(EchoStream::finish).collect();
         let attempts = match self.churn.take() {
             Some(c) => c.finish()?,
             None => Vec::new(),
@@ -145,13 +145,13 @@ impl Traffic {
 pub struct TrafficReport {
     /// When the traffic started: the origin of the offsets in [`TrafficReport::summary`].
     pub began: Instant,
-    pub held: Vec<HeldOutcome>,
+    pub held: Vec<EchoOutcome>,
     pub attempts: Vec<Attempt>,
 }
 
 impl TrafficReport {
     /// Held streams that did not survive.
-    pub fn broken(&self) -> Vec<&HeldOutcome> {
+    pub fn broken(&self) -> Vec<&EchoOutcome> {
         self.held.iter().filter(|h| !h.intact()).collect()
     }
 

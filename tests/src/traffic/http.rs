@@ -1,9 +1,13 @@
-//! One short HTTP/1.1 request to a lab server, as the load generator makes them: which backend
+//! One short HTTP/1.1 request to a lab server, as the load generators make them: which backend
 //! answered (the first line of the body), or what went wrong, in the error-kind vocabulary of
-//! `sheave-lab-client` (`connect_refused`, `read_reset`, `connect_timeout`, ...).
+//! `sheave-lab-client` (`connect_refused`, `read_reset`, `connect_timeout`, ...), plus the
+//! kernel's retransmission count of the socket: a segment the load balancer lost, or delayed
+//! past the retransmission timer, is retransmitted by the client, so this is the client-side
+//! count of packets lost on the way through the LB.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -11,19 +15,37 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Largest response read; the lab server's are a few dozen bytes.
 const MAX_RESPONSE: usize = 16 * 1024;
 
-/// `GET /` to `target`, all of it within `timeout`: the local port (once connected; it names the
-/// flow in `sheave explain`) and Ok(backend name) or Err(error kind). Must run on a thread inside
-/// the client's network namespace.
-pub fn get(target: SocketAddr, timeout: Duration) -> (Option<u16>, Result<String, String>) {
+/// How one [`get`] went.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The local port, once one was bound (even if the connect then failed): it names the flow
+    /// in `sheave explain`.
+    pub port: Option<u16>,
+    /// The backend's name, or the error kind.
+    pub backend: Result<String, String>,
+    /// Segments the client retransmitted on the connection (SYNs included); 0 if it never
+    /// connected.
+    pub retransmits: u32,
+}
+
+/// `GET /` to `target`, all of it within `timeout`. Must run on a thread inside the client's
+/// network namespace.
+pub fn get(target: SocketAddr, timeout: Duration) -> Reply {
     let mut port = None;
-    let outcome = exchange(target, timeout, &mut port);
-    (port, outcome)
+    let mut retrans = 0;
+    let backend = exchange(target, timeout, &mut port, &mut retrans);
+    Reply {
+        port,
+        backend,
+        retransmits: retrans,
+    }
 }
 
 fn exchange(
     target: SocketAddr,
     timeout: Duration,
     port: &mut Option<u16>,
+    retrans: &mut u32,
 ) -> Result<String, String> {
     let deadline = Instant::now() + timeout;
     let left = || {
@@ -48,6 +70,17 @@ fn exchange(
         .filter(|&p| p != 0);
     connected.map_err(|e| kind("connect", &e))?;
     let mut s: TcpStream = sock.into();
+    let result = request(&mut s, target, left);
+    *retrans = retransmits(&s);
+    result
+}
+
+/// Sends the request on a connected `s` and reads the close-delimited response.
+fn request(
+    s: &mut TcpStream,
+    target: SocketAddr,
+    left: impl Fn() -> Option<Duration>,
+) -> Result<String, String> {
     let _ = s.set_nodelay(true);
     let req = format!("GET / HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
     s.set_write_timeout(left())
@@ -71,7 +104,7 @@ fn exchange(
     parse(&buf)
 }
 
-/// The backend's name from a complete (close-delimited or sized) response.
+/// The backend's name from a complete (close-delimited or sized) `200` response.
 fn parse(buf: &[u8]) -> Result<String, String> {
     if buf.is_empty() {
         return Err("empty_response".into());
@@ -106,6 +139,24 @@ pub fn kind(phase: &str, e: &io::Error) -> String {
         _ => return format!("{phase}_os_{}", e.raw_os_error().unwrap_or(0)),
     };
     format!("{phase}_{what}")
+}
+
+/// Segments the kernel retransmitted on `s` so far (SYNs included); 0 if it cannot tell.
+pub fn retransmits(s: &TcpStream) -> u32 {
+    // SAFETY: tcp_info is plain data; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which is that large.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 { info.tcpi_total_retrans } else { 0 }
 }
 
 #[cfg(test)]
