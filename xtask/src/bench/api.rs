@@ -12,10 +12,10 @@ mod calls;
 
 use std::fmt::Write as _;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use serde_json::{Value, json};
 use sheave_tests::deploy::Deployment;
-use sheave_tests::lab::{self, Lab, VIP_PORT, VIP4};
+use sheave_tests::lab::{Lab, VIP_PORT, VIP4};
 
 use super::stats;
 use crate::signals;
@@ -25,39 +25,18 @@ use calls::{Call, Client, Driver};
 const BACKENDS: usize = 3;
 
 pub fn run(calls: usize) -> Result<Value> {
-    for program in ["sheaved", "sheave", "sheave-lab-http"] {
-        lab::bin_path(program).context("the api benchmark needs the workspace's binaries")?;
-    }
-    signals::check()?;
-    eprintln!("  creating a lab ({BACKENDS} backends)");
-    let lab = Lab::create("bench", BACKENDS).context("creating the lab")?;
-    // Interrupted half-way, start() fails and its own cleanup removes what it attached.
-    let deployment = Deployment::start(&lab).context("deploying Sheave in the lab");
-    let outcome = match &deployment {
-        Ok(d) => {
+    crate::session::on_deployment(
+        "api benchmark",
+        BACKENDS,
+        |_| None,
+        |lab, d| {
             eprintln!(
                 "  sheaved ready on {}; {calls} timed calls per cell",
                 lab.lb().name
             );
-            Some(measure(&lab, d, calls))
-        }
-        Err(_) => None,
-    };
-    if !matches!(outcome, Some(Ok(_))) && !signals::interrupted() {
-        // The logs go with the lab; show them while they exist.
-        lab.print_logs();
-    }
-
-    eprintln!("  tearing down");
-    let (deployed, cleaned) = crate::session::tear_down(lab, deployment);
-
-    signals::check()?;
-    deployed?;
-    let figures = outcome.expect("deployed, so measured")?;
-    if !cleaned {
-        bail!("the api benchmark ran but cleaning up failed (see above)");
-    }
-    Ok(figures)
+            measure(lab, d, calls)
+        },
+    )
 }
 
 fn measure(lab: &Lab, d: &Deployment, calls: usize) -> Result<Value> {

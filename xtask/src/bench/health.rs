@@ -18,13 +18,13 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use serde_json::{Value, json};
 use sheave_tests::deploy::Deployment;
 use sheave_tests::health::drain::{self, DrainOpts, DrainRun};
 use sheave_tests::health::failover::{self, FailoverOpts, FailoverRun};
 use sheave_tests::health::{Sheave, Vip, toml};
-use sheave_tests::lab::{self, Lab, VIP_PORT, VIP4};
+use sheave_tests::lab::{Lab, VIP_PORT, VIP4};
 
 use super::stats::{self, Samples};
 use crate::signals;
@@ -40,31 +40,12 @@ const CHECKS: &str = "tcp, defaults (interval 500ms, fast_interval 100ms, timeou
 const UP_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn run(runs: usize) -> Result<Value> {
-    for program in ["sheaved", "sheave", "sheave-lab-http"] {
-        lab::bin_path(program).context("the health benchmark needs the workspace's binaries")?;
-    }
-    signals::check()?;
-    eprintln!("  creating a lab ({BACKENDS} backends)");
-    let lab = Lab::create("health", BACKENDS).context("creating the lab")?;
-    let mut deployment = Deployment::start_with_config(&lab, &toml::tcp_checked(&lab, VIP))
-        .context("deploying Sheave in the lab");
-    let outcome = match &mut deployment {
-        Ok(d) => Some(measure(&lab, d, runs)),
-        Err(_) => None,
-    };
-    if !matches!(outcome, Some(Ok(_))) && !signals::interrupted() {
-        // The logs go with the lab; show them while they exist.
-        lab.print_logs();
-    }
-    eprintln!("  tearing down");
-    let (deployed, cleaned) = crate::session::tear_down(lab, deployment);
-    signals::check()?;
-    deployed?;
-    let figures = outcome.expect("deployed, so measured")?;
-    if !cleaned {
-        bail!("the health benchmark ran but cleaning up failed (see above)");
-    }
-    Ok(figures)
+    crate::session::on_deployment(
+        "health benchmark",
+        BACKENDS,
+        |lab| Some(toml::tcp_checked(lab, VIP)),
+        |lab, d| measure(lab, d, runs),
+    )
 }
 
 fn measure(lab: &Lab, d: &mut Deployment, runs: usize) -> Result<Value> {
