@@ -67,10 +67,6 @@ impl Supervisor {
             self.tasks.insert(w.clone(), task);
         }
     }
-
-    pub fn running(&self) -> usize {
-        self.tasks.len()
-    }
 }
 
 impl Drop for Supervisor {

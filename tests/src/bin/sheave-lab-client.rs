@@ -12,7 +12,7 @@
 //! [`sheave_tests::lab::ClientReport`].
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,10 +20,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use sheave_tests::lab::ClientReport;
-
-/// Largest response accepted; the lab server's are a few dozen bytes.
-const MAX_RESPONSE: usize = 64 * 1024;
+use sheave_tests::{
+    lab::ClientReport,
+    traffic::http::{kind, read_response},
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Lab HTTP client that counts which backend answered")]
@@ -163,79 +163,7 @@ fn one(
         .map_err(|e| kind("write", &e))?;
     s.write_all(request).map_err(|e| kind("write", &e))?;
 
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 4096];
-    loop {
-        s.set_read_timeout(Some(left().ok_or("read_timeout")?))
-            .map_err(|e| kind("read", &e))?;
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(kind("read", &e)),
-        }
-        if buf.len() > MAX_RESPONSE {
-            return Err("response_too_large".into());
-        }
-        // No need to wait for the server's FIN once the announced body is complete.
-        if let Some(Ok(_)) = parse(&buf, false) {
-            break;
-        }
-    }
-    match parse(&buf, true) {
-        Some(r) => r,
-        None => Err(if buf.is_empty() {
-            "empty_response"
-        } else {
-            "truncated_response"
-        }
-        .into()),
-    }
-}
-
-/// Parses a response. `None` if more bytes are needed; at EOF (`eof`) a close-delimited body
-/// is complete.
-fn parse(buf: &[u8], eof: bool) -> Option<Result<String, String>> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let body = &buf[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()?
-        .split_whitespace()
-        .nth(1)
-        .map(str::parse::<u16>);
-    let Some(Ok(status)) = status else {
-        return Some(Err("bad_response".into()));
-    };
-    let length = lines.find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse::<usize>())
-    });
-    let body = match length {
-        Some(Ok(n)) if body.len() >= n => &body[..n],
-        Some(Ok(_)) if eof => return Some(Err("truncated_body".into())),
-        Some(Ok(_)) => return None,
-        Some(Err(_)) => return Some(Err("bad_response".into())),
-        None if eof => body,
-        None => return None,
-    };
-    if status != 200 {
-        return Some(Err(format!("status_{status}")));
-    }
-    let name = String::from_utf8_lossy(body)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    Some(if name.is_empty() {
-        Err("empty_body".into())
-    } else {
-        Ok(name)
-    })
+    read_response(&mut s, left)
 }
 
 /// Connect, from local port `sport` if given (SO_REUSEADDR so a port in TIME_WAIT from an
@@ -258,49 +186,4 @@ fn connect(target: SocketAddr, sport: Option<u16>, timeout: Duration) -> io::Res
     sock.bind(&local.into())?;
     sock.connect_timeout(&target.into(), timeout)?;
     Ok(sock.into())
-}
-
-/// An error kind for the report: `<phase>_<what>`, e.g. `connect_refused`, `read_reset`.
-fn kind(phase: &str, e: &io::Error) -> String {
-    use io::ErrorKind as K;
-    let what = match e.kind() {
-        K::ConnectionRefused => "refused",
-        K::TimedOut | K::WouldBlock => "timeout",
-        K::ConnectionReset => "reset",
-        K::ConnectionAborted => "aborted",
-        K::BrokenPipe => "broken_pipe",
-        K::HostUnreachable => "host_unreachable",
-        K::NetworkUnreachable => "network_unreachable",
-        K::AddrNotAvailable => "addr_not_available",
-        _ => return format!("{phase}_os_{}", e.raw_os_error().unwrap_or(0)),
-    };
-    format!("{phase}_{what}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ok(s: &str) -> Option<Result<String, String>> {
-        Some(Ok(s.into()))
-    }
-
-    #[test]
-    fn parses_responses() {
-        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nb1\n";
-        assert_eq!(parse(r, false), ok("b1"));
-        let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nb";
-        assert_eq!(parse(partial, false), None);
-        assert_eq!(parse(partial, true), Some(Err("truncated_body".into())));
-        let close_delimited = b"HTTP/1.1 200 OK\r\n\r\nb2 0\nb2 1\n";
-        assert_eq!(parse(close_delimited, false), None);
-        assert_eq!(parse(close_delimited, true), ok("b2 0"));
-        let busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n\r\nbusy\n";
-        assert_eq!(parse(busy, false), Some(Err("status_503".into())));
-        assert_eq!(
-            parse(b"junk\r\n\r\n", true),
-            Some(Err("bad_response".into()))
-        );
-        assert_eq!(parse(b"HTTP/1.1 200 OK\r\n", true), None);
-    }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Largest response read; the lab server's are a few dozen bytes.
-const MAX_RESPONSE: usize = 16 * 1024;
+const MAX_RESPONSE: usize = 64 * 1024;
 
 /// How one [`get`] went.
 #[derive(Debug, Clone)]
@@ -86,8 +86,18 @@ fn request(
     s.set_write_timeout(left())
         .and_then(|()| s.write_all(req.as_bytes()))
         .map_err(|e| kind("write", &e))?;
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 2048];
+    read_response(s, left)
+}
+
+/// Reads the response on `s`, each read bounded by what `left` says remains, until its
+/// announced body is complete or the server closes: the backend's name (first body line) or the
+/// error kind.
+pub fn read_response(
+    s: &mut TcpStream,
+    left: impl Fn() -> Option<Duration>,
+) -> Result<String, String> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 4096];
     loop {
         s.set_read_timeout(Some(left().ok_or("read_timeout")?))
             .map_err(|e| kind("read", &e))?;
@@ -100,27 +110,65 @@ fn request(
         if buf.len() > MAX_RESPONSE {
             return Err("response_too_large".into());
         }
+        // No need to wait for the server's FIN once the announced body is complete.
+        if let Some(Ok(_)) = parse(&buf, false) {
+            break;
+        }
     }
-    parse(&buf)
+    match parse(&buf, true) {
+        Some(r) => r,
+        None => Err(if buf.is_empty() {
+            "empty_response"
+        } else {
+            "truncated_response"
+        }
+        .into()),
+    }
 }
 
-/// The backend's name from a complete (close-delimited or sized) `200` response.
-fn parse(buf: &[u8]) -> Result<String, String> {
-    if buf.is_empty() {
-        return Err("empty_response".into());
-    }
-    let text = String::from_utf8_lossy(buf);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return Err("truncated_response".into());
+/// Parses a response. `None` if more bytes are needed; at EOF (`eof`) a close-delimited body
+/// is complete.
+pub fn parse(buf: &[u8], eof: bool) -> Option<Result<String, String>> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let body = &buf[end + 4..];
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()?
+        .split_whitespace()
+        .nth(1)
+        .map(str::parse::<u16>);
+    let Some(Ok(status)) = status else {
+        return Some(Err("bad_response".into()));
     };
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        return Err(format!("status_{status}"));
+    let length = lines.find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>())
+    });
+    let body = match length {
+        Some(Ok(n)) if body.len() >= n => &body[..n],
+        Some(Ok(_)) if eof => return Some(Err("truncated_body".into())),
+        Some(Ok(_)) => return None,
+        Some(Err(_)) => return Some(Err("bad_response".into())),
+        None if eof => body,
+        None => return None,
+    };
+    if status != 200 {
+        return Some(Err(format!("status_{status}")));
     }
-    match body.lines().next().map(str::trim) {
-        Some(name) if !name.is_empty() => Ok(name.to_string()),
-        _ => Err("empty_body".into()),
-    }
+    let name = String::from_utf8_lossy(body)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Some(if name.is_empty() {
+        Err("empty_body".into())
+    } else {
+        Ok(name)
+    })
 }
 
 /// `<phase>_<what>`, e.g. `connect_refused`, `read_reset`.
@@ -163,17 +211,30 @@ pub fn retransmits(s: &TcpStream) -> u32 {
 mod tests {
     use super::*;
 
+    fn ok(s: &str) -> Option<Result<String, String>> {
+        Some(Ok(s.into()))
+    }
+
     #[test]
-    fn parses() {
-        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nb2\n";
-        assert_eq!(parse(ok), Ok("b2".into()));
-        let busy = b"HTTP/1.1 503 Service Unavailable\r\n\r\nx\n";
-        assert_eq!(parse(busy), Err("status_503".into()));
-        assert_eq!(parse(b""), Err("empty_response".into()));
+    fn parses_responses() {
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nb1\n";
+        assert_eq!(parse(r, false), ok("b1"));
+        let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nb";
+        assert_eq!(parse(partial, false), None);
+        assert_eq!(parse(partial, true), Some(Err("truncated_body".into())));
+        let close_delimited = b"HTTP/1.1 200 OK\r\n\r\nb2 0\nb2 1\n";
+        assert_eq!(parse(close_delimited, false), None);
+        assert_eq!(parse(close_delimited, true), ok("b2 0"));
+        let busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n\r\nbusy\n";
+        assert_eq!(parse(busy, false), Some(Err("status_503".into())));
         assert_eq!(
-            parse(b"HTTP/1.1 200 OK\r\n"),
-            Err("truncated_response".into())
+            parse(b"junk\r\n\r\n", true),
+            Some(Err("bad_response".into()))
         );
-        assert_eq!(parse(b"HTTP/1.1 200 OK\r\n\r\n"), Err("empty_body".into()));
+        assert_eq!(parse(b"HTTP/1.1 200 OK\r\n", true), None);
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\n\r\n", true),
+            Some(Err("empty_body".into()))
+        );
     }
 }
