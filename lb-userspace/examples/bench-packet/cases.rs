@@ -137,6 +137,13 @@ pub struct Case {
     pub traffic: Traffic,
 }
 
+impl Case {
+    /// Whether the case's calls look up the flow table (all but pass and drop).
+    pub fn uses_flow_table(&self) -> bool {
+        !matches!(self.traffic, Traffic::Fixed { .. })
+    }
+}
+
 impl Traffic {
     /// The packet of call `i` (counting warm-up calls: a new-flow case never repeats a client).
     pub fn packet<'a>(&'a self, i: u64, cycle: &'a [Vec<u8>]) -> Cow<'a, [u8]> {

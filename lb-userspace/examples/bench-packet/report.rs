@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::Measured;
 use crate::cases;
-use crate::run::{self, Settings};
+use crate::run::{self, Outcome, Settings};
 
 /// What the verifier and the JIT made of a program: its instruction count after verification
 /// and the sizes of its translated (xlated) and native (JITed) code.
@@ -41,15 +41,22 @@ pub struct Row {
     pub net: (f64, f64, f64),
     baseline: f64,
     within: Option<bool>,
+    /// The flow-table floor's net ns over its trials: median, min, max.
+    floor: Option<(f64, f64, f64)>,
+}
+
+fn net_stats(o: &Outcome) -> (f64, f64, f64) {
+    stats(&o.trials.iter().map(|t| t.net_ns()).collect::<Vec<_>>())
 }
 
 pub fn row(m: &Measured) -> Row {
     let t = &m.outcome.trials;
-    let net = stats(&t.iter().map(|t| t.net_ns()).collect::<Vec<_>>());
+    let net = net_stats(&m.outcome);
     Row {
         net,
         baseline: median(&t.iter().map(|t| t.baseline_ns).collect::<Vec<_>>()),
         within: m.case.target.map(|b| net.0 <= b.ns),
+        floor: m.floor.as_ref().map(net_stats),
     }
 }
 
@@ -68,6 +75,18 @@ pub fn case_json(m: &Measured) -> Value {
             "case_ns": t.case_ns, "baseline_ns": t.baseline_ns, "net_ns": t.net_ns(),
         })).collect::<Vec<_>>(),
         "flow_table": m.outcome.flow_table,
+        "flow_table_floor": m.floor.as_ref().map(|f| {
+            let (median, min, max) = net_stats(f);
+            json!({
+                "program": "sheave_flow_floor: the production parser, then only the flow-table \
+                            lookup and, on a miss, the insert",
+                "net_ns": { "median": median, "min": min, "max": max },
+                "sheave_over_floor_ns": r.net.0 - median,
+                "flow_table": f.flow_table,
+                "checks_ok": f.problems.is_empty(),
+                "problems": f.problems,
+            })
+        }),
         "checks_ok": m.outcome.problems.is_empty(),
         "problems": m.outcome.problems,
         "in_program_ns": m.in_program.json(),
@@ -82,16 +101,19 @@ pub fn print_table(measured: &[Measured], s: &Settings, lb: &Value, pass: &Value
          trials per case.\nns per packet net of an empty XDP program timed alternately in the same \
          trials (its own figure: \"empty\");\ningress fx0, so forwarded packets are XDP_TX. \
          Budgets are the issue's, for the net median (noisy machine: +-25%).\n\"others\": how \
-         busy the other CPUs were during the case (they share caches and memory with ours).",
+         busy the other CPUs were during the case (they share caches and memory with ours).\n\
+         \"floor\": the same calls, on the same table state, through sheave_flow_floor (parse, then \
+         only the flow-table lookup and\non a miss the insert: the kernel map's share, net of the \
+         empty program); \"ours\": the median minus it.",
         s.calls, s.trials,
     );
     println!(
-        "  {:<24} {:<6} | {:^23} | {:>5} | {:>6} |",
-        "", "", "net ns, over trials", "empty", "others"
+        "  {:<24} {:<6} | {:^23} | {:^13} | {:>5} | {:>6} |",
+        "", "", "net ns, over trials", "of which", "empty", "others"
     );
     println!(
-        "  {:<24} {:<6} | {:>7} {:>7} {:>7} | {:>5} | {:>6} | {:>26} | flow table",
-        "case", "action", "median", "min", "max", "ns", "busy", "budget (issue)"
+        "  {:<24} {:<6} | {:>7} {:>7} {:>7} | {:>6} {:>6} | {:>5} | {:>6} | {:>26} | flow table",
+        "case", "action", "median", "min", "max", "floor", "ours", "ns", "busy", "budget (issue)"
     );
     for m in measured {
         let r = row(m);
@@ -106,8 +128,13 @@ pub fn print_table(measured: &[Measured], s: &Settings, lb: &Value, pass: &Value
             cases::Traffic::Fixed { action, .. } => run::action_name(*action),
             _ => run::action_name(cases::XDP_TX),
         };
+        let (floor, ours) = match r.floor {
+            Some(f) => (format!("{:.1}", f.0), format!("{:.1}", r.net.0 - f.0)),
+            None => ("-".into(), "-".into()),
+        };
         println!(
-            "  {:<24} {:<6} | {:>7.1} {:>7.1} {:>7.1} | {:>5.1} | {:>5.0}% | {budget:>26} | {}",
+            "  {:<24} {:<6} | {:>7.1} {:>7.1} {:>7.1} | {floor:>6} {ours:>6} | {:>5.1} | {:>5.0}% | \
+             {budget:>26} | {}",
             m.case.name,
             action.trim_start_matches("XDP_"),
             r.net.0,
@@ -159,6 +186,17 @@ pub fn print_table(measured: &[Measured], s: &Settings, lb: &Value, pass: &Value
             "  CHECK FAILED {}: {} (its figures do not measure what the name says)",
             m.case.name,
             m.outcome.problems.join("; ")
+        );
+    }
+    for (m, f) in measured
+        .iter()
+        .filter_map(|m| Some((m, m.floor.as_ref()?)))
+        .filter(|(_, f)| !f.problems.is_empty())
+    {
+        println!(
+            "  CHECK FAILED {} (floor): {}",
+            m.case.name,
+            f.problems.join("; ")
         );
     }
 }

@@ -72,10 +72,29 @@ pub fn load() -> Result<Dataplane> {
     Ok(dp)
 }
 
-pub fn run(case: &Case, dp: &mut Dataplane, baseline: &Xdp, s: &Settings) -> Result<Outcome> {
+/// Which of the object's programs the timed calls run. The table state before them is always
+/// made by `sheave_lb` itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Timed {
+    /// The load balancer.
+    Lb,
+    /// Only the flow table's lookup and insert (`sheave_flow_floor`): the kernel's share.
+    Floor,
+}
+
+pub fn run(
+    case: &Case,
+    dp: &mut Dataplane,
+    timed: Timed,
+    baseline: &Xdp,
+    s: &Settings,
+) -> Result<Outcome> {
     let Prepared { cycle, first } = establish(case, dp, s)?;
     let before = dp.global_stats()?;
-    let prog = dp.program()?;
+    let prog = match timed {
+        Timed::Lb => dp.program()?,
+        Timed::Floor => dp.floor_program()?,
+    };
     // The empty program always gets the case's first packet: test_run's own work (copying the
     // packet in, setting up the context) is outside the timed region but the same size anyway.
     let base_pkt = case.traffic.packet(first, &cycle).into_owned();

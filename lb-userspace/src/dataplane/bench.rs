@@ -1,5 +1,6 @@
-//! The bench-only entry point (`sheave_lb_bench`, see lb-ebpf's `bench.rs`): loaded on demand
-//! into the same object, so it runs the production packet function over the same maps.
+//! The bench-only entry points, loaded on demand into the same object so that they run over the
+//! same maps: `sheave_lb_bench` (lb-ebpf's `bench.rs`) times the production packet function in
+//! a loop; `sheave_flow_floor` (`floor.rs`) does only the flow table's part of it.
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     maps::{Array, PerCpuArray},
@@ -10,19 +11,29 @@ use lb_common::bench::{BenchConfig, BenchResult};
 use super::Dataplane;
 
 pub const BENCH_PROGRAM: &str = "sheave_lb_bench";
+pub const FLOOR_PROGRAM: &str = "sheave_flow_floor";
 
 impl Dataplane {
-    /// The bench entry point, verified and loaded on first use.
+    /// The in-program timing entry point, verified and loaded on first use.
     pub fn bench_program(&mut self) -> Result<&mut Xdp> {
+        self.extra_program(BENCH_PROGRAM)
+    }
+
+    /// The flow-table-only entry point, verified and loaded on first use.
+    pub fn floor_program(&mut self) -> Result<&mut Xdp> {
+        self.extra_program(FLOOR_PROGRAM)
+    }
+
+    fn extra_program(&mut self, name: &str) -> Result<&mut Xdp> {
         let prog: &mut Xdp = self
             .ebpf
-            .program_mut(BENCH_PROGRAM)
-            .ok_or_else(|| anyhow!("{BENCH_PROGRAM} missing from the object"))?
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("{name} missing from the object"))?
             .try_into()
-            .map_err(|e| anyhow!("{BENCH_PROGRAM} is not an XDP program: {e}"))?;
+            .map_err(|e| anyhow!("{name} is not an XDP program: {e}"))?;
         if prog.fd().is_err() {
             prog.load()
-                .with_context(|| format!("the kernel refused {BENCH_PROGRAM}"))?;
+                .with_context(|| format!("the kernel refused {name}"))?;
         }
         Ok(prog)
     }

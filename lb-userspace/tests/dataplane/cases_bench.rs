@@ -1,6 +1,7 @@
 //! The bench-only entry point runs the production packet function: N iterations in one program
 //! run give the same verdict and output bytes as one run of `sheave_lb`, and every iteration
-//! counts (flow-table hits, or new flows when the source varies).
+//! counts (flow-table hits, or new flows when the source varies). The flow-table floor does the
+//! lookup and insert `sheave_lb` does, on the same map.
 use std::net::SocketAddr;
 
 use anyhow::{Result, ensure};
@@ -85,6 +86,40 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                 let mut flows = 0;
                 lb.dp.scan_flows(|_, _| flows += 1)?;
                 ensure!(flows == 64, "{flows} flows in the table");
+                Ok(())
+            },
+        ),
+        trial(
+            "bench/floor-looks-up-and-inserts-like-sheave-lb",
+            move || -> Result<()> {
+                let mut lb = Lb::new(fx0)?;
+                let (c, vip) = (sa("198.18.0.10:44200"), sa("198.18.100.1:80"));
+                let syn = packets::tcp(c, vip, F::Syn, b"");
+                let (misses, hits) = (lb.stat(Stat::FlowMiss), lb.stat(Stat::FlowHit));
+                let (action, _) = run_program(lb.dp.floor_program()?, &syn, Ingress::Fx0, fx0)?;
+                ensure!(action == 3, "XDP_TX expected, got {action}");
+                ensure!(
+                    lb.stat(Stat::FlowMiss) == misses + 1,
+                    "the first call misses"
+                );
+                let mut flows = 0;
+                lb.dp.scan_flows(|_, _| flows += 1)?;
+                ensure!(flows == 1, "{flows} flows in the table");
+                // The very entry sheave_lb would find: its next packet of the flow is a hit.
+                let ack = packets::tcp(c, vip, F::Ack, b"x");
+                run_program(lb.dp.floor_program()?, &ack, Ingress::Fx0, fx0)?;
+                ensure!(lb.stat(Stat::FlowHit) == hits + 1, "the second call hits");
+                let hits = lb.stat(Stat::FlowHit);
+                lb.run(&ack, Ingress::Fx0)?;
+                ensure!(
+                    lb.stat(Stat::FlowHit) == hits + 1,
+                    "sheave_lb hits the floor's entry"
+                );
+                // Not a VIP packet's business: anything that does not parse passes untouched.
+                let arp = vec![0u8; 42];
+                let (action, out) = run_program(lb.dp.floor_program()?, &arp, Ingress::Fx0, fx0)?;
+                ensure!(action == 2, "XDP_PASS expected, got {action}");
+                same_bytes(&out, &arp)?;
                 Ok(())
             },
         ),

@@ -8,6 +8,7 @@
 
 mod bench;
 mod flood;
+mod floor;
 mod lookup;
 mod maps;
 mod nexthop;
