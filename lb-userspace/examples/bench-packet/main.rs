@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use activity::{Activity, Snapshot};
 use cases::{CLIENT_SPACE, Case};
 use report::{case_json, print_table, program_info, row};
-use run::{Outcome, Settings, Timed};
+use run::{Outcome, Settings};
 
 #[derive(Parser)]
 #[command(about = "Sheave's per-packet benchmark through BPF_PROG_TEST_RUN (needs root)")]
@@ -62,8 +62,6 @@ struct Measured {
     outcome: Outcome,
     activity: Activity,
     in_program: inprog::InProgram,
-    /// The same calls through `sheave_flow_floor` (flow-table cases only): the kernel map's share.
-    floor: Option<Outcome>,
 }
 
 fn main() -> Result<()> {
@@ -145,27 +143,22 @@ fn measure(
         *lb_info = program_info(dp.program()?, Some(t.elapsed().as_secs_f64() * 1e3))?;
     }
     let before = Snapshot::take();
-    let outcome = run::run(&case, &mut dp, Timed::Lb, baseline, settings)
+    // The floor runs on its own table, prepared the same way, in the same trials.
+    let mut floor_dp = match case.uses_flow_table() {
+        true => Some(run::load().with_context(|| format!("{}: loading the floor", case.name))?),
+        false => None,
+    };
+    let outcome = run::run(&case, &mut dp, floor_dp.as_mut(), baseline, settings)
         .with_context(|| case.name.to_string())?;
+    drop(floor_dp);
     let activity = before.until(&Snapshot::take(), cpu);
     let in_program = inprog::measure(&case, &mut dp, settings.ingress)
         .with_context(|| format!("{}: in-program timing", case.name))?;
-    // The floor starts from the same state: a fresh program and table, the same preparation.
-    let floor = if case.uses_flow_table() {
-        drop(dp);
-        let mut fresh = run::load().with_context(|| format!("{}: reloading", case.name))?;
-        let floor = run::run(&case, &mut fresh, Timed::Floor, baseline, settings)
-            .with_context(|| format!("{}: flow-table floor", case.name))?;
-        Some(floor)
-    } else {
-        None
-    };
     Ok(Measured {
         case,
         outcome,
         activity,
         in_program,
-        floor,
     })
 }
 

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::Measured;
 use crate::cases;
-use crate::run::{self, Outcome, Settings};
+use crate::run::{self, Settings};
 
 /// What the verifier and the JIT made of a program: its instruction count after verification
 /// and the sizes of its translated (xlated) and native (JITed) code.
@@ -41,22 +41,21 @@ pub struct Row {
     pub net: (f64, f64, f64),
     baseline: f64,
     within: Option<bool>,
-    /// The flow-table floor's net ns over its trials: median, min, max.
-    floor: Option<(f64, f64, f64)>,
-}
-
-fn net_stats(o: &Outcome) -> (f64, f64, f64) {
-    stats(&o.trials.iter().map(|t| t.net_ns()).collect::<Vec<_>>())
+    /// Medians over trials of the flow-table floor (net of the empty program) and of what the
+    /// load balancer adds to it (each trial's own difference).
+    floor: Option<(f64, f64)>,
 }
 
 pub fn row(m: &Measured) -> Row {
     let t = &m.outcome.trials;
-    let net = net_stats(&m.outcome);
+    let net = stats(&t.iter().map(|t| t.net_ns()).collect::<Vec<_>>());
+    let floor: Option<Vec<f64>> = t.iter().map(|t| t.floor_net_ns()).collect();
+    let over: Option<Vec<f64>> = t.iter().map(|t| t.over_floor_ns()).collect();
     Row {
         net,
         baseline: median(&t.iter().map(|t| t.baseline_ns).collect::<Vec<_>>()),
         within: m.case.target.map(|b| net.0 <= b.ns),
-        floor: m.floor.as_ref().map(net_stats),
+        floor: floor.zip(over).map(|(f, o)| (median(&f), median(&o))),
     }
 }
 
@@ -71,22 +70,22 @@ pub fn case_json(m: &Measured) -> Value {
         "net_ns": { "median": r.net.0, "min": r.net.1, "max": r.net.2 },
         "baseline_ns_median": r.baseline,
         "case_ns_median": median(&t.iter().map(|t| t.case_ns).collect::<Vec<_>>()),
-        "trials": t.iter().map(|t| json!({
-            "case_ns": t.case_ns, "baseline_ns": t.baseline_ns, "net_ns": t.net_ns(),
-        })).collect::<Vec<_>>(),
-        "flow_table": m.outcome.flow_table,
-        "flow_table_floor": m.floor.as_ref().map(|f| {
-            let (median, min, max) = net_stats(f);
+        "flow_table_floor": m.outcome.floor.as_ref().zip(r.floor).map(|(f, (floor, over))| {
             json!({
                 "program": "sheave_flow_floor: the production parser, then only the flow-table \
-                            lookup and, on a miss, the insert",
-                "net_ns": { "median": median, "min": min, "max": max },
-                "sheave_over_floor_ns": r.net.0 - median,
+                            lookup and, on a miss, the insert; timed in the same trials",
+                "net_ns_median": floor,
+                "sheave_over_floor_ns_median": over,
                 "flow_table": f.flow_table,
                 "checks_ok": f.problems.is_empty(),
                 "problems": f.problems,
             })
         }),
+        "trials": t.iter().map(|t| json!({
+            "case_ns": t.case_ns, "baseline_ns": t.baseline_ns, "net_ns": t.net_ns(),
+            "floor_ns": t.floor_ns,
+        })).collect::<Vec<_>>(),
+        "flow_table": m.outcome.flow_table,
         "checks_ok": m.outcome.problems.is_empty(),
         "problems": m.outcome.problems,
         "in_program_ns": m.in_program.json(),
@@ -103,8 +102,8 @@ pub fn print_table(measured: &[Measured], s: &Settings, lb: &Value, pass: &Value
          Budgets are the issue's, for the net median (noisy machine: +-25%).\n\"others\": how \
          busy the other CPUs were during the case (they share caches and memory with ours).\n\
          \"floor\": the same calls, on the same table state, through sheave_flow_floor (parse, then \
-         only the flow-table lookup and\non a miss the insert: the kernel map's share, net of the \
-         empty program); \"ours\": the median minus it.",
+         only the flow-table lookup and\non a miss the insert: the kernel map's share), timed in \
+         the same trials on its own table; \"ours\": what sheave_lb adds to it (medians).",
         s.calls, s.trials,
     );
     println!(
@@ -129,7 +128,7 @@ pub fn print_table(measured: &[Measured], s: &Settings, lb: &Value, pass: &Value
             _ => run::action_name(cases::XDP_TX),
         };
         let (floor, ours) = match r.floor {
-            Some(f) => (format!("{:.1}", f.0), format!("{:.1}", r.net.0 - f.0)),
+            Some((f, o)) => (format!("{f:.1}"), format!("{o:.1}")),
             None => ("-".into(), "-".into()),
         };
         println!(
@@ -190,7 +189,7 @@ pub fn print_table(measured: &[Measured], s: &Settings, lb: &Value, pass: &Value
     }
     for (m, f) in measured
         .iter()
-        .filter_map(|m| Some((m, m.floor.as_ref()?)))
+        .filter_map(|m| Some((m, m.outcome.floor.as_ref()?)))
         .filter(|(_, f)| !f.problems.is_empty())
     {
         println!(

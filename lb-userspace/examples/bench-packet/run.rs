@@ -43,11 +43,23 @@ impl Settings {
 pub struct Trial {
     pub case_ns: f64,
     pub baseline_ns: f64,
+    /// The flow-table floor's, for cases that use the flow table.
+    pub floor_ns: Option<f64>,
 }
 
 impl Trial {
     pub fn net_ns(&self) -> f64 {
         self.case_ns - self.baseline_ns
+    }
+
+    /// The floor net of the empty program.
+    pub fn floor_net_ns(&self) -> Option<f64> {
+        Some(self.floor_ns? - self.baseline_ns)
+    }
+
+    /// What the load balancer adds to its flow table's share.
+    pub fn over_floor_ns(&self) -> Option<f64> {
+        Some(self.case_ns - self.floor_ns?)
     }
 }
 
@@ -56,6 +68,13 @@ pub struct Outcome {
     /// What the flow table did, e.g. "102000/102000 hits".
     pub flow_table: String,
     /// Everything that was not as the case claims; empty when the figures are valid.
+    pub problems: Vec<String>,
+    /// The same checks of the floor's calls, on its own table.
+    pub floor: Option<FloorChecks>,
+}
+
+pub struct FloorChecks {
+    pub flow_table: String,
     pub problems: Vec<String>,
 }
 
@@ -72,45 +91,60 @@ pub fn load() -> Result<Dataplane> {
     Ok(dp)
 }
 
-/// Which of the object's programs the timed calls run. The table state before them is always
-/// made by `sheave_lb` itself.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Timed {
-    /// The load balancer.
-    Lb,
-    /// Only the flow table's lookup and insert (`sheave_flow_floor`): the kernel's share.
-    Floor,
+/// A program being timed and the packets it has had so far (calls count from the case's first
+/// packet, so two streams of the same case send the same packets in the same order).
+struct Stream<'a> {
+    prog: &'a Xdp,
+    next: u64,
+    check: ActionCheck,
 }
 
+impl Stream<'_> {
+    fn new<'a>(prog: &'a Xdp, case: &Case, first: u64) -> Stream<'a> {
+        Stream {
+            prog,
+            next: first,
+            check: ActionCheck::new(expected_action(&case.traffic)),
+        }
+    }
+
+    /// `n` calls; their kernel-reported ns summed.
+    fn phase(&mut self, case: &Case, cycle: &[Vec<u8>], n: u64, ingress: u32) -> Result<u64> {
+        let mut ns = 0;
+        for _ in 0..n {
+            let pkt = case.traffic.packet(self.next, cycle);
+            self.next += 1;
+            let (action, d) = call(self.prog, &pkt, ingress)?;
+            self.check.saw(action);
+            ns += d;
+        }
+        Ok(ns)
+    }
+}
+
+/// Times `case` through `dp`'s load balancer and, given a second freshly loaded dataplane,
+/// through its flow-table floor (`sheave_flow_floor`) on a table prepared the same way, in the
+/// same trials as the empty program, so that drift affects all three alike.
 pub fn run(
     case: &Case,
     dp: &mut Dataplane,
-    timed: Timed,
+    mut floor_dp: Option<&mut Dataplane>,
     baseline: &Xdp,
     s: &Settings,
 ) -> Result<Outcome> {
     let Prepared { cycle, first } = establish(case, dp, s)?;
+    let floor_cycle = match floor_dp.as_deref_mut() {
+        Some(f) => establish(case, f, s)?.cycle,
+        None => Vec::new(),
+    };
     let before = dp.global_stats()?;
-    let prog = match timed {
-        Timed::Lb => dp.program()?,
-        Timed::Floor => dp.floor_program()?,
+    let floor_before = match floor_dp.as_deref() {
+        Some(f) => Some(f.global_stats()?),
+        None => None,
     };
     // The empty program always gets the case's first packet: test_run's own work (copying the
     // packet in, setting up the context) is outside the timed region but the same size anyway.
     let base_pkt = case.traffic.packet(first, &cycle).into_owned();
-    let mut check = ActionCheck::new(expected_action(&case.traffic));
-    let mut next = first;
-    let mut case_phase = |n: u64, check: &mut ActionCheck| -> Result<u64> {
-        let mut ns = 0;
-        for _ in 0..n {
-            let pkt = case.traffic.packet(next, &cycle);
-            next += 1;
-            let (action, d) = call(prog, &pkt, s.ingress)?;
-            check.saw(action);
-            ns += d;
-        }
-        Ok(ns)
-    };
     let base_phase = |n: u64| -> Result<u64> {
         let mut ns = 0;
         for _ in 0..n {
@@ -118,33 +152,74 @@ pub fn run(
         }
         Ok(ns)
     };
+    let mut lb = Stream::new(dp.program()?, case, first);
+    let mut floor = match floor_dp.as_deref_mut() {
+        Some(f) => Some(Stream::new(f.floor_program()?, case, first)),
+        None => None,
+    };
 
     base_phase(s.warmup)?;
-    case_phase(s.warmup, &mut check)?;
-    let mut trials = Vec::with_capacity(s.trials);
-    for t in 0..s.trials {
-        // Alternate which goes first, so a drift within a trial does not favour one side.
-        let (case_ns, base_ns) = if t % 2 == 0 {
-            let b = base_phase(s.calls)?;
-            (case_phase(s.calls, &mut check)?, b)
-        } else {
-            let c = case_phase(s.calls, &mut check)?;
-            (c, base_phase(s.calls)?)
-        };
-        trials.push(Trial {
-            case_ns: case_ns as f64 / s.calls as f64,
-            baseline_ns: base_ns as f64 / s.calls as f64,
-        });
+    lb.phase(case, &cycle, s.warmup, s.ingress)?;
+    if let Some(f) = floor.as_mut() {
+        f.phase(case, &floor_cycle, s.warmup, s.ingress)?;
     }
+    let mut trials = Vec::with_capacity(s.trials);
+    let per_call = |ns: u64| ns as f64 / s.calls as f64;
+    for t in 0..s.trials {
+        // Alternate the order, so a drift within a trial does not favour one side.
+        let mut floor_phase = || -> Result<Option<f64>> {
+            match floor.as_mut() {
+                Some(f) => Ok(Some(per_call(f.phase(
+                    case,
+                    &floor_cycle,
+                    s.calls,
+                    s.ingress,
+                )?))),
+                None => Ok(None),
+            }
+        };
+        let trial = if t % 2 == 0 {
+            let baseline_ns = per_call(base_phase(s.calls)?);
+            let case_ns = per_call(lb.phase(case, &cycle, s.calls, s.ingress)?);
+            Trial {
+                floor_ns: floor_phase()?,
+                case_ns,
+                baseline_ns,
+            }
+        } else {
+            let floor_ns = floor_phase()?;
+            let case_ns = per_call(lb.phase(case, &cycle, s.calls, s.ingress)?);
+            Trial {
+                baseline_ns: per_call(base_phase(s.calls)?),
+                case_ns,
+                floor_ns,
+            }
+        };
+        trials.push(trial);
+    }
+    let mut problems = lb.check.problems();
+    let floor_problems = floor.map(|f| f.check.problems());
 
     let after = dp.global_stats()?;
     let delta = |st: Stat| after[st as usize] - before[st as usize];
-    let mut problems = check.problems();
     let flow_table = verify_flow_table(case, dp, s, first, &delta, &mut problems);
+    let floor = match (floor_dp, floor_before, floor_problems) {
+        (Some(f), Some(before), Some(mut problems)) => {
+            let after = f.global_stats()?;
+            let delta = |st: Stat| after[st as usize] - before[st as usize];
+            let flow_table = verify_flow_table(case, f, s, first, &delta, &mut problems);
+            Some(FloorChecks {
+                flow_table,
+                problems,
+            })
+        }
+        _ => None,
+    };
     Ok(Outcome {
         trials,
         flow_table,
         problems,
+        floor,
     })
 }
 

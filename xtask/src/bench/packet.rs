@@ -64,7 +64,7 @@ fn summarise(figures: &Value) -> Result<()> {
     // Where the kernel's own map work already exceeds a budget, no change of ours can meet it.
     for c in cases {
         let (Some(floor), Some(budget)) = (
-            c["flow_table_floor"]["net_ns"]["median"].as_f64(),
+            c["flow_table_floor"]["net_ns_median"].as_f64(),
             c["target"]["ns"].as_f64(),
         ) else {
             continue;
