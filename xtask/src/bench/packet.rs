@@ -71,8 +71,8 @@ fn summarise(figures: &Value) -> Result<()> {
         };
         if floor > budget {
             eprintln!(
-                "  note  {}: the flow-table lookup and insert alone (sheave_flow_floor) take {floor:.0} ns, \
-                 over the {budget:.0} ns budget by themselves",
+                "  note  {}: the flow table's own work alone (sheave_flow_floor: its lookup, and insert on \
+                 a miss) takes {floor:.0} ns, over the {budget:.0} ns budget by itself",
                 c["name"].as_str().unwrap_or("?"),
             );
         }
