@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use anyhow::{Context as _, Result, bail};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use lb_common::stats::Stat;
+use lb_common::stats::{STAT_COUNT, Stat};
 use lb_userspace::{
     config::{Config, Protocol},
     dataplane::{Dataplane, LoadOptions},
@@ -70,10 +70,11 @@ pub struct Outcome {
     /// Everything that was not as the case claims; empty when the figures are valid.
     pub problems: Vec<String>,
     /// The same checks of the floor's calls, on its own table.
-    pub floor: Option<FloorChecks>,
+    pub floor: Option<Checks>,
 }
 
-pub struct FloorChecks {
+/// What a timed program's calls and its flow table showed, against what the case claims.
+pub struct Checks {
     pub flow_table: String,
     pub problems: Vec<String>,
 }
@@ -91,34 +92,98 @@ pub fn load() -> Result<Dataplane> {
     Ok(dp)
 }
 
-/// A program being timed and the packets it has had so far (calls count from the case's first
-/// packet, so two streams of the same case send the same packets in the same order).
+/// Which of the object's programs a stream times. The table state before it is always made by
+/// `sheave_lb` itself.
+#[derive(Clone, Copy)]
+enum Timed {
+    Lb,
+    /// `sheave_flow_floor`: only the flow table's lookup and insert.
+    Floor,
+}
+
+/// A program being timed on its own prepared dataplane, and the packets it has had so far
+/// (calls count from the case's first packet, so two streams of one case send the same packets
+/// in the same order).
 struct Stream<'a> {
     prog: &'a Xdp,
+    cycle: Vec<Vec<u8>>,
+    first: u64,
     next: u64,
+    /// The global counters when timing began.
+    before: [u64; STAT_COUNT as usize],
     check: ActionCheck,
 }
 
 impl Stream<'_> {
-    fn new<'a>(prog: &'a Xdp, case: &Case, first: u64) -> Stream<'a> {
-        Stream {
+    /// Prepares `dp` for the case (untimed) and readies `timed` on it.
+    fn start<'a>(
+        case: &Case,
+        dp: &'a mut Dataplane,
+        timed: Timed,
+        s: &Settings,
+    ) -> Result<Stream<'a>> {
+        let Prepared { cycle, first } = establish(case, dp, s)?;
+        let before = dp.global_stats()?;
+        let prog = match timed {
+            Timed::Lb => dp.program()?,
+            Timed::Floor => dp.floor_program()?,
+        };
+        Ok(Stream {
             prog,
+            cycle,
+            first,
             next: first,
+            before,
             check: ActionCheck::new(expected_action(&case.traffic)),
-        }
+        })
     }
 
     /// `n` calls; their kernel-reported ns summed.
-    fn phase(&mut self, case: &Case, cycle: &[Vec<u8>], n: u64, ingress: u32) -> Result<u64> {
+    fn phase(&mut self, case: &Case, n: u64, ingress: u32) -> Result<u64> {
         let mut ns = 0;
         for _ in 0..n {
-            let pkt = case.traffic.packet(self.next, cycle);
+            let pkt = case.traffic.packet(self.next, &self.cycle);
             self.next += 1;
             let (action, d) = call(self.prog, &pkt, ingress)?;
             self.check.saw(action);
             ns += d;
         }
         Ok(ns)
+    }
+
+    /// Ends timing, releasing the dataplane for [`Ended::verify`].
+    fn finish(self) -> Ended {
+        Ended {
+            first: self.first,
+            before: self.before,
+            problems: self.check.problems(),
+        }
+    }
+}
+
+/// A stream after timing.
+struct Ended {
+    first: u64,
+    before: [u64; STAT_COUNT as usize],
+    problems: Vec<String>,
+}
+
+impl Ended {
+    /// What the stream's dataplane (`dp`, the one it started on) shows now, checked against
+    /// what the case claims.
+    fn verify(self, case: &Case, dp: &Dataplane, s: &Settings) -> Result<Checks> {
+        let Ended {
+            first,
+            before,
+            mut problems,
+        } = self;
+        let after = dp.global_stats()?;
+        let delta = |st: Stat| after[st as usize] - before[st as usize];
+        let flow_table = verify_flow_table(case, dp, s, first, &delta, &mut problems);
+        Ok(Checks {
+            flow_table,
+            problems,
+        })
     }
 }
 
@@ -132,19 +197,14 @@ pub fn run(
     baseline: &Xdp,
     s: &Settings,
 ) -> Result<Outcome> {
-    let Prepared { cycle, first } = establish(case, dp, s)?;
-    let floor_cycle = match floor_dp.as_deref_mut() {
-        Some(f) => establish(case, f, s)?.cycle,
-        None => Vec::new(),
-    };
-    let before = dp.global_stats()?;
-    let floor_before = match floor_dp.as_deref() {
-        Some(f) => Some(f.global_stats()?),
+    let mut lb = Stream::start(case, dp, Timed::Lb, s)?;
+    let mut floor = match floor_dp.as_deref_mut() {
+        Some(f) => Some(Stream::start(case, f, Timed::Floor, s)?),
         None => None,
     };
     // The empty program always gets the case's first packet: test_run's own work (copying the
     // packet in, setting up the context) is outside the timed region but the same size anyway.
-    let base_pkt = case.traffic.packet(first, &cycle).into_owned();
+    let base_pkt = case.traffic.packet(lb.first, &lb.cycle).into_owned();
     let base_phase = |n: u64| -> Result<u64> {
         let mut ns = 0;
         for _ in 0..n {
@@ -152,35 +212,25 @@ pub fn run(
         }
         Ok(ns)
     };
-    let mut lb = Stream::new(dp.program()?, case, first);
-    let mut floor = match floor_dp.as_deref_mut() {
-        Some(f) => Some(Stream::new(f.floor_program()?, case, first)),
-        None => None,
-    };
 
     base_phase(s.warmup)?;
-    lb.phase(case, &cycle, s.warmup, s.ingress)?;
+    lb.phase(case, s.warmup, s.ingress)?;
     if let Some(f) = floor.as_mut() {
-        f.phase(case, &floor_cycle, s.warmup, s.ingress)?;
+        f.phase(case, s.warmup, s.ingress)?;
     }
-    let mut trials = Vec::with_capacity(s.trials);
     let per_call = |ns: u64| ns as f64 / s.calls as f64;
+    let mut trials = Vec::with_capacity(s.trials);
     for t in 0..s.trials {
-        // Alternate the order, so a drift within a trial does not favour one side.
         let mut floor_phase = || -> Result<Option<f64>> {
             match floor.as_mut() {
-                Some(f) => Ok(Some(per_call(f.phase(
-                    case,
-                    &floor_cycle,
-                    s.calls,
-                    s.ingress,
-                )?))),
+                Some(f) => Ok(Some(per_call(f.phase(case, s.calls, s.ingress)?))),
                 None => Ok(None),
             }
         };
+        // Alternate the order, so a drift within a trial does not favour one side.
         let trial = if t % 2 == 0 {
             let baseline_ns = per_call(base_phase(s.calls)?);
-            let case_ns = per_call(lb.phase(case, &cycle, s.calls, s.ingress)?);
+            let case_ns = per_call(lb.phase(case, s.calls, s.ingress)?);
             Trial {
                 floor_ns: floor_phase()?,
                 case_ns,
@@ -188,7 +238,7 @@ pub fn run(
             }
         } else {
             let floor_ns = floor_phase()?;
-            let case_ns = per_call(lb.phase(case, &cycle, s.calls, s.ingress)?);
+            let case_ns = per_call(lb.phase(case, s.calls, s.ingress)?);
             Trial {
                 baseline_ns: per_call(base_phase(s.calls)?),
                 case_ns,
@@ -197,22 +247,14 @@ pub fn run(
         };
         trials.push(trial);
     }
-    let mut problems = lb.check.problems();
-    let floor_problems = floor.map(|f| f.check.problems());
 
-    let after = dp.global_stats()?;
-    let delta = |st: Stat| after[st as usize] - before[st as usize];
-    let flow_table = verify_flow_table(case, dp, s, first, &delta, &mut problems);
-    let floor = match (floor_dp, floor_before, floor_problems) {
-        (Some(f), Some(before), Some(mut problems)) => {
-            let after = f.global_stats()?;
-            let delta = |st: Stat| after[st as usize] - before[st as usize];
-            let flow_table = verify_flow_table(case, f, s, first, &delta, &mut problems);
-            Some(FloorChecks {
-                flow_table,
-                problems,
-            })
-        }
+    let (lb, floor) = (lb.finish(), floor.map(Stream::finish));
+    let Checks {
+        flow_table,
+        problems,
+    } = lb.verify(case, dp, s)?;
+    let floor = match (floor, floor_dp) {
+        (Some(ended), Some(f)) => Some(ended.verify(case, f, s)?),
         _ => None,
     };
     Ok(Outcome {
