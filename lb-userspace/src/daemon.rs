@@ -89,7 +89,8 @@ pub fn start(opts: &Options, api_metrics: Arc<DaemonMetrics>) -> Result<Control>
         None => State::from_config_adopting(&cfg, cfg.dataplane.ring_slots, adopted.as_ref())?,
     };
     if let Some(a) = &adopted {
-        state.keep_down(&a.down);
+        let up: Vec<IpAddr> = a.backends.iter().map(|&(_, addr)| addr).collect();
+        state.seed_adopted_health(&up, &a.down, Instant::now());
     }
     let encap = resolve_encap(&state, &opts.iface)?;
     check_forwarding(&state, &opts.iface)?;

@@ -25,6 +25,8 @@ pub fn apply(dp: &mut Dataplane, state: &mut State, encap: &DataplaneConfig) -> 
 /// Write what changed since the last sync. On error what was not written stays pending, so the
 /// next sync retries it (every write here is idempotent).
 pub fn sync(dp: &mut Dataplane, state: &mut State, encap: &DataplaneConfig) -> Result<()> {
+    // Newly wanted checks start at their initial state, before any ring names their backend.
+    state.align_checks(std::time::Instant::now());
     let pending = state.take_pending();
     let result = write(dp, state, encap, &pending);
     if result.is_err() {

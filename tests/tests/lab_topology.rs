@@ -219,8 +219,10 @@ fn process_guard_and_drop_cleanup() {
 #[test]
 fn sweep_stale_namespaces() {
     require_root!();
-    // Above pid_max (at most 2^22), so no process can have this pid.
-    let stale = "sl4999999zz-sw";
+    // Above pid_max (at most 2^22), so no process can have this pid; derived from ours so that
+    // two suites running at once on one host do not collide.
+    let stale = format!("sl{}zz-sw", 4_200_000 + std::process::id() % 700_000);
+    let stale = stale.as_str();
     let ok = Command::new("ip")
         .args(["netns", "add", stale])
         .status()

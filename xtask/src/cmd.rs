@@ -169,8 +169,17 @@ pub fn run(cmd: &mut Command) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
-/// Like [`run`], but also hands back everything the command wrote to stdout (shown as it comes).
-pub fn run_tee(cmd: &mut Command) -> Result<(Duration, String)> {
+/// What [`run_tee`] saw: how the command ended and everything it wrote to stdout.
+pub struct Teed {
+    pub elapsed: Duration,
+    pub status: ExitStatus,
+    pub stdout: String,
+}
+
+/// Like [`run`], but also hands back everything the command wrote to stdout (shown as it comes),
+/// whether it succeeded or not: a failed `cargo test` still reports the counts of every binary
+/// that ran. Only failing to start it, or an interruption, is an error.
+pub fn run_tee(cmd: &mut Command) -> Result<Teed> {
     let what = describe(cmd);
     eprintln!("$ {what}");
     let start = Instant::now();
@@ -190,14 +199,15 @@ pub fn run_tee(cmd: &mut Command) -> Result<(Duration, String)> {
         });
     })
     .with_context(|| format!("`{what}`"))?;
-    let output = rx.recv().unwrap_or_default();
+    let stdout = rx.recv().unwrap_or_default();
     if signals::interrupted() {
         return Err(signals::Interrupted.into());
     }
-    if !status.success() {
-        bail!("`{what}` failed ({status})");
-    }
-    Ok((start.elapsed(), output))
+    Ok(Teed {
+        elapsed: start.elapsed(),
+        status,
+        stdout,
+    })
 }
 
 fn stream(cmd: &mut Command) -> Result<ExitStatus> {

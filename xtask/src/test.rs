@@ -12,6 +12,9 @@ use crate::cmd::{self, Workspace};
 use crate::setup;
 use crate::signals;
 
+mod tally;
+use tally::Tally;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Do not run `cargo xtask setup` first (use what an earlier setup recorded).
@@ -36,8 +39,8 @@ struct Runner<'a> {
     ws: &'a Workspace,
     env: setup::BuildEnv,
     steps: Vec<(&'static str, Outcome)>,
-    /// Tests passed and failed, summed over every test binary's `test result:` line.
-    counts: (u64, u64),
+    /// Tests passed and failed over every test binary (see `tally`).
+    counts: Tally,
 }
 
 impl Runner<'_> {
@@ -53,11 +56,14 @@ impl Runner<'_> {
         self.env.apply(&mut c);
         let t = Instant::now();
         let outcome = match cmd::run_tee(&mut c) {
-            Ok((d, out)) => {
-                let (p, f) = count_tests(&out);
-                self.counts.0 += p;
-                self.counts.1 += f;
-                Outcome::Passed(d)
+            Ok(run) => {
+                self.counts.add(tally::parse(&run.stdout));
+                if run.status.success() {
+                    Outcome::Passed(run.elapsed)
+                } else {
+                    eprintln!("xtask: {name} failed ({})", run.status);
+                    Outcome::Failed(run.elapsed)
+                }
             }
             Err(e) => {
                 eprintln!("xtask: {name} failed: {e:#}");
@@ -100,7 +106,7 @@ pub fn run(ws: &Workspace, args: &Args) -> Result<()> {
         ws,
         env,
         steps: Vec::new(),
-        counts: (0, 0),
+        counts: Tally::default(),
     };
     if args.no_lint {
         r.skip("fmt", "--no-lint");
@@ -120,33 +126,25 @@ pub fn run(ws: &Workspace, args: &Args) -> Result<()> {
     // The lab tests run these binaries; `cargo test` alone would build only what the test
     // targets link.
     if r.cargo("build", &["build", "--workspace", "--bins"], &[]) {
-        r.cargo("test", &["test", "--workspace"], &args.cargo_test_args);
+        // Every test binary runs even after one fails, so the counts cover the whole suite.
+        r.cargo(
+            "test",
+            &["test", "--workspace", "--no-fail-fast"],
+            &args.cargo_test_args,
+        );
     } else if !signals::interrupted() {
         r.skip("test", "build failed");
     }
     let result = summarize(&r.steps, start.elapsed());
     // One closing line over all test binaries (cargo's own last line is often an empty doc-test
-    // run). A failed test run stops cargo before it prints the failing binary's counts, so a
-    // failure there shows as the step failing above, not only in these numbers.
-    let failed = r.counts.1 + u64::from(result.is_err() && r.counts.1 == 0);
-    println!("tests: {} passed, {failed} failed", r.counts.0);
-    result
-}
-
-/// Sum `test result: ok. N passed; M failed; ...` lines.
-fn count_tests(output: &str) -> (u64, u64) {
-    let mut sum = (0, 0);
-    for line in output.lines().filter(|l| l.starts_with("test result:")) {
-        let number_before = |word: &str| {
-            line.split(';')
-                .find(|part| part.trim_end().ends_with(word))
-                .and_then(|part| part.split_whitespace().rev().nth(1)?.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        sum.0 += number_before("passed");
-        sum.1 += number_before("failed");
+    // run). A failed step that reported no failing test (a build error, a crash before any
+    // binary ran) still counts as one failure: the line must never read greener than the run.
+    let mut counts = r.counts;
+    if result.is_err() && counts.failed == 0 {
+        counts.failed = 1;
     }
-    sum
+    println!("{}", counts.line());
+    result
 }
 
 fn summarize(steps: &[(&'static str, Outcome)], total: Duration) -> Result<()> {
@@ -183,14 +181,4 @@ fn summarize(steps: &[(&'static str, Outcome)], total: Duration) -> Result<()> {
         bail!("failed: {}", failed.join(", "));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn counts_cargo_test_summaries() {
-        let out = "test result: ok. 13 passed; 0 failed; 0 ignored; 0 measured\n\
-                   noise\ntest result: FAILED. 57 passed; 2 failed; 0 ignored\n";
-        assert_eq!(super::count_tests(out), (70, 2));
-    }
 }

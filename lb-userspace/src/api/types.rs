@@ -164,7 +164,8 @@ pub struct BackendView {
 pub struct CheckView {
     /// `tcp`, `http`, `https`, `udp`, `exec`.
     pub kind: String,
-    /// `up`, `down`, `going-away` (settled, after rise/fall).
+    /// `up`, `down`, `going-away` (settled, after rise/fall), or `pending` before the first
+    /// result (the backend is then its `initial_state`).
     pub verdict: String,
     /// The latest single result, e.g. "ok", "connect refused".
     pub last: String,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::health::spec::{
     CheckSpec, DEFAULT_FALL, DEFAULT_FAST_INTERVAL, DEFAULT_INTERVAL, DEFAULT_JITTER, DEFAULT_RISE,
-    DEFAULT_TIMEOUT, ExecProbe, HttpProbe, Probe, TlsOptions, UdpProbe,
+    DEFAULT_TIMEOUT, ExecProbe, HttpProbe, InitialState, Probe, TlsOptions, UdpProbe,
 };
 
 /// Default time a drained backend's flows get before it leaves the VIP anyway.
@@ -108,6 +108,9 @@ pub struct HealthCheckConfig {
     pub rise: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fall: Option<u32>,
+    /// `down` (default): out of the ring until the first check passes; `up`: in it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_state: Option<InitialState>,
     // http / https
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -184,6 +187,7 @@ fn merge(base: &HealthCheckConfig, over: &HealthCheckConfig) -> HealthCheckConfi
         jitter,
         rise,
         fall,
+        initial_state,
         path,
         host,
         expect_status,
@@ -329,6 +333,7 @@ pub fn resolve_check(
         jitter,
         rise,
         fall,
+        initial: c.initial_state.unwrap_or_default(),
     }))
 }
 

@@ -45,16 +45,13 @@ pub struct Lifecycle {
 }
 
 impl Control {
-    /// Start and stop check tasks to match the desired state; forget verdicts of checks that
-    /// are gone.
+    /// Start and stop check tasks to match the desired state (whose check entries the last
+    /// sync aligned with the wanted checks).
     pub(super) fn reconcile_checks(&mut self) {
         let wanted = self.state.wanted_checks();
         if let Some(sup) = &mut self.lifecycle.supervisor {
             let state = &self.state;
-            sup.reconcile(&wanted, |w| state.check_verdict(w.backend, &w.spec));
-        }
-        if self.state.prune_checks(&wanted) {
-            self.sync_runtime();
+            sup.reconcile(&wanted, |w| state.check_start(w.backend, &w.spec));
         }
     }
 
@@ -74,10 +71,8 @@ impl Control {
         };
         let now = Instant::now();
         let status = CheckStatus {
-            verdict: change.to,
-            reason: change.reason.clone(),
-            since: now,
             last: Some((r.detail, r.latency)),
+            ..CheckStatus::settled(change.to, change.reason.clone(), now)
         };
         let moves = self.state.set_check_status(r.backend, &r.spec, status, now);
         for (vip, from, to, reason) in &moves {

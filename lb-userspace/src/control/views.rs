@@ -76,6 +76,7 @@ impl Control {
         Some(CheckView {
             kind: spec.kind().into(),
             verdict: match verdict {
+                _ if status.awaiting_first => "pending",
                 Verdict::Up => "up",
                 Verdict::Down => "down",
                 Verdict::GoingAway => "going-away",

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use super::{
     probe,
     spec::CheckSpec,
-    tracker::{Change, Tracker},
+    tracker::{Change, Start},
 };
 use crate::metrics::DaemonMetrics;
 
@@ -28,13 +28,18 @@ pub struct Report {
 pub async fn run(
     backend: IpAddr,
     spec: CheckSpec,
-    initial: probe::Verdict,
+    start: Start,
     reports: mpsc::Sender<Report>,
     metrics: Arc<DaemonMetrics>,
 ) {
-    let mut tracker = Tracker::starting(initial, spec.rise, spec.fall);
-    // Spread first checks over an interval so a start with many backends does not burst.
-    let first = spec.interval.mul_f64(rand::rng().random::<f64>());
+    let mut tracker = start.tracker(spec.rise, spec.fall);
+    // Spread first checks so a start with many backends does not burst: over an interval, or
+    // over the fast interval for a backend that waits for its first result to get flows.
+    let spread = match start {
+        Start::Awaiting(_) => spec.fast_interval,
+        Start::Settled(_) => spec.interval,
+    };
+    let first = spread.mul_f64(rand::rng().random::<f64>());
     tokio::time::sleep(first).await;
     let kind = spec.kind();
     let target = backend.to_string();

@@ -2,6 +2,8 @@
 //! (and a backend's override) by [`crate::config`], run by [`super::probe`].
 use std::time::Duration;
 
+use super::probe::Verdict;
+
 /// One backend's check: the probe and its timing.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CheckSpec {
@@ -22,6 +24,31 @@ pub struct CheckSpec {
     pub rise: u32,
     /// Consecutive failures that take an up backend down.
     pub fall: u32,
+    /// What a backend is before this check's first result.
+    pub initial: InitialState,
+}
+
+/// A backend's state before its check has answered once (`initial_state`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitialState {
+    /// Out of the ring until the first check passes (one success suffices; a first failure
+    /// settles it down at once): a new backend never gets flows it cannot serve.
+    #[default]
+    Down,
+    /// In the ring at once; taken out after `fall` failures, like any up backend.
+    Up,
+}
+
+impl InitialState {
+    pub fn verdict(self) -> Verdict {
+        match self {
+            InitialState::Down => Verdict::Down,
+            InitialState::Up => Verdict::Up,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

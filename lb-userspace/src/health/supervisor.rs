@@ -10,7 +10,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
     checker::{self, Report},
-    probe::Verdict,
+    tracker::Start,
 };
 use crate::{metrics::DaemonMetrics, state::WantedCheck};
 
@@ -29,12 +29,12 @@ impl Supervisor {
         }
     }
 
-    /// Start missing checks (from the verdict `initial` knows, else up), stop unwanted ones.
-    /// Needs a tokio runtime.
+    /// Start missing checks (from what `start` says the state knows of each), stop unwanted
+    /// ones. Needs a tokio runtime.
     pub fn reconcile(
         &mut self,
         wanted: &HashSet<WantedCheck>,
-        initial: impl Fn(&WantedCheck) -> Option<Verdict>,
+        start: impl Fn(&WantedCheck) -> Start,
     ) {
         self.tasks.retain(|w, task| {
             let keep = wanted.contains(w);
@@ -60,7 +60,7 @@ impl Supervisor {
             let task = tokio::spawn(checker::run(
                 w.backend,
                 w.spec.clone(),
-                initial(w).unwrap_or(Verdict::Up),
+                start(w),
                 self.reports.clone(),
                 self.metrics.clone(),
             ));

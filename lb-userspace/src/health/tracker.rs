@@ -12,6 +12,24 @@ pub struct Change {
     pub reason: String,
 }
 
+/// Where a check task starts from: what the desired state knows of the check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// No result yet; the backend counts as this meanwhile (`initial_state`).
+    Awaiting(Verdict),
+    /// A settled verdict (an earlier task's, or the data plane's before a restart).
+    Settled(Verdict),
+}
+
+impl Start {
+    pub fn tracker(self, rise: u32, fall: u32) -> Tracker {
+        match self {
+            Start::Awaiting(v) => Tracker::awaiting(v, rise, fall),
+            Start::Settled(v) => Tracker::resuming(v, rise, fall),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Tracker {
     rise: u32,
@@ -20,25 +38,35 @@ pub struct Tracker {
     /// The first result is announced even when it confirms the assumed `Up`, so the daemon
     /// learns the check exists.
     announced: bool,
+    /// No result yet and the backend waits for one (`initial_state = "down"`): the first result
+    /// settles the verdict whatever it is, without waiting for `rise` or `fall`.
+    first_decides: bool,
     streak: Verdict,
     count: u32,
 }
 
 impl Tracker {
-    /// A backend is assumed up until checks say otherwise (a restart or a new check must not take
-    /// working servers out of the ring).
-    pub fn new(rise: u32, fall: u32) -> Tracker {
-        Tracker::starting(Verdict::Up, rise, fall)
+    /// A check that has not answered yet: the backend is `initial` until it does. From `Down`
+    /// the first result decides (a new server is in as soon as it answers once); from `Up` a
+    /// failure needs `fall` results like any up backend's.
+    pub fn awaiting(initial: Verdict, rise: u32, fall: u32) -> Tracker {
+        Tracker {
+            first_decides: initial != Verdict::Up,
+            announced: false,
+            ..Tracker::resuming(initial, rise, fall)
+        }
     }
 
-    /// A tracker that starts from a known verdict (a restarted daemon adopting a backend that
-    /// was down: it must rise again before it gets new flows).
-    pub fn starting(settled: Verdict, rise: u32, fall: u32) -> Tracker {
+    /// A tracker that goes on from a settled verdict (a restarted daemon adopting a backend: one
+    /// that was down must rise again before it gets new flows; one that was up stays up until
+    /// `fall` failures).
+    pub fn resuming(settled: Verdict, rise: u32, fall: u32) -> Tracker {
         Tracker {
             rise,
             fall,
             settled,
             announced: settled != Verdict::Up,
+            first_decides: false,
             streak: settled,
             count: 0,
         }
@@ -65,15 +93,21 @@ impl Tracker {
             Verdict::Up => self.rise,
             Verdict::Down | Verdict::GoingAway => self.fall,
         };
-        let first = !self.announced && verdict == Verdict::Up && verdict == self.settled;
-        if first || (verdict != self.settled && self.count >= needed) {
+        let first_up = !self.announced && verdict == Verdict::Up && verdict == self.settled;
+        let decides = std::mem::take(&mut self.first_decides);
+        if decides || first_up || (verdict != self.settled && self.count >= needed) {
             self.announced = true;
             let from = self.settled;
             self.settled = verdict;
+            let reason = if decides {
+                format!("first check: {detail}")
+            } else {
+                format!("{detail} ×{}", self.count)
+            };
             return Some(Change {
                 from,
                 to: verdict,
-                reason: format!("{detail} ×{}", self.count),
+                reason,
             });
         }
         None
@@ -87,7 +121,7 @@ mod tests {
 
     #[test]
     fn fall_and_rise_need_consecutive_results() {
-        let mut t = Tracker::new(2, 3);
+        let mut t = Tracker::awaiting(Up, 2, 3);
         assert_eq!(
             t.observe(Up, "ok").unwrap().to,
             Up,
@@ -112,14 +146,35 @@ mod tests {
 
     #[test]
     fn a_backend_known_down_must_rise() {
-        let mut t = Tracker::starting(Down, 2, 3);
+        let mut t = Tracker::resuming(Down, 2, 3);
         assert!(t.observe(Up, "ok").is_none(), "one success is not enough");
         assert_eq!(t.observe(Up, "ok").unwrap().from, Down);
     }
 
     #[test]
+    fn a_new_backend_waiting_down_is_decided_by_its_first_result() {
+        let mut t = Tracker::awaiting(Down, 2, 3);
+        let c = t.observe(Up, "ok").unwrap();
+        assert_eq!(
+            (c.from, c.to, c.reason.as_str()),
+            (Down, Up, "first check: ok")
+        );
+        assert!(t.observe(Down, "refused").is_none(), "then fall applies");
+
+        let mut t = Tracker::awaiting(Down, 2, 3);
+        let c = t.observe(Down, "connect refused").unwrap();
+        assert_eq!(
+            (c.from, c.to),
+            (Down, Down),
+            "announced, so the reason is known"
+        );
+        assert!(t.observe(Up, "ok").is_none(), "then rise applies");
+        assert_eq!(t.observe(Up, "ok").unwrap().to, Up);
+    }
+
+    #[test]
     fn flapping_faster_than_rise_and_fall_never_settles() {
-        let mut t = Tracker::new(2, 3);
+        let mut t = Tracker::awaiting(Up, 2, 3);
         t.observe(Up, "ok");
         for i in 0..100 {
             let v = if i % 4 < 2 { Down } else { Up };
@@ -129,7 +184,7 @@ mod tests {
 
     #[test]
     fn going_away_settles_like_a_failure_and_is_distinct() {
-        let mut t = Tracker::new(2, 2);
+        let mut t = Tracker::awaiting(Up, 2, 2);
         t.observe(Up, "ok");
         t.observe(GoingAway, "HTTP 503");
         let c = t.observe(GoingAway, "HTTP 503").unwrap();

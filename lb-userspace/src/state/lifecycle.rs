@@ -18,7 +18,7 @@ use lb_common::{backend::BACKEND_F_DOWN, vip::VipKey};
 use super::{ErrorKind, Member, State, StateError, VipState, err};
 use crate::{
     config::{AllDown, resolve_check},
-    health::{probe::Verdict, spec::CheckSpec},
+    health::{probe::Verdict, spec::CheckSpec, tracker::Start},
 };
 
 /// Ring weight of a member at full weight is `weight × RAMP_STEPS`, so slow start can ramp in
@@ -92,6 +92,32 @@ pub struct CheckStatus {
     pub since: Instant,
     /// Latest single check: detail and latency.
     pub last: Option<(String, Duration)>,
+    /// No result has settled it yet: `verdict` is the check's `initial_state`.
+    pub awaiting_first: bool,
+}
+
+impl CheckStatus {
+    /// A check that has not answered yet (see [`crate::health::spec::InitialState`]).
+    pub fn awaiting(spec: &CheckSpec, now: Instant) -> CheckStatus {
+        CheckStatus {
+            verdict: spec.initial.verdict(),
+            reason: "waiting for the first health check".into(),
+            since: now,
+            last: None,
+            awaiting_first: true,
+        }
+    }
+
+    /// A verdict settled by the checks (or known from before a restart).
+    pub fn settled(verdict: Verdict, reason: impl Into<String>, now: Instant) -> CheckStatus {
+        CheckStatus {
+            verdict,
+            reason: reason.into(),
+            since: now,
+            last: None,
+            awaiting_first: false,
+        }
+    }
 }
 
 impl BackendHealth {
@@ -297,10 +323,14 @@ impl State {
         };
         let before = self.states_of(id, now);
         let slot = self.backends[id as usize].as_mut().expect("found");
-        let was = slot.health.verdict().0;
+        // Down by a failure, not merely waiting for a first result: a recovery, which ramps.
+        let failed = slot
+            .health
+            .worst()
+            .is_some_and(|(_, c)| c.verdict == Verdict::Down && !c.awaiting_first);
         slot.health.checks.insert(spec.clone(), status);
         let is = slot.health.verdict().0;
-        if was == Verdict::Down && is != Verdict::Down {
+        if failed && is != Verdict::Down {
             self.start_slow_start(id);
         }
         self.mark_backend_pending(id);
@@ -313,26 +343,32 @@ impl State {
             .collect()
     }
 
-    /// The settled verdict of one check of a backend, if known.
-    pub fn check_verdict(&self, addr: IpAddr, spec: &CheckSpec) -> Option<Verdict> {
-        let id = self.backend_id(addr)?;
-        self.backend_health(id)?.checks.get(spec).map(|c| c.verdict)
+    /// Where a check task for `spec` of `addr` starts from.
+    pub fn check_start(&self, addr: IpAddr, spec: &CheckSpec) -> Start {
+        let status = self
+            .backend_id(addr)
+            .and_then(|id| self.backend_health(id)?.checks.get(spec));
+        match status {
+            Some(c) if !c.awaiting_first => Start::Settled(c.verdict),
+            Some(c) => Start::Awaiting(c.verdict),
+            None => Start::Awaiting(spec.initial.verdict()),
+        }
     }
 
-    /// Backends the adopted data plane had marked down stay down (for every check of theirs)
-    /// until their checks rise again: a restart must not send new flows to a dead server.
-    pub fn keep_down(&mut self, down: &[IpAddr]) {
-        let now = Instant::now();
+    /// After a restart, the adopted data plane says which backends were serving: their checks
+    /// go on from that (up stays up until `fall` failures; down must rise again), instead of
+    /// waiting for a first result, so a restart never takes a working server out of the ring
+    /// nor sends new flows to a dead one.
+    pub fn seed_adopted_health(&mut self, up: &[IpAddr], down: &[IpAddr], now: Instant) {
         for w in self.wanted_checks() {
-            if down.contains(&w.backend) {
-                let status = CheckStatus {
-                    verdict: Verdict::Down,
-                    reason: "down before the restart".into(),
-                    since: now,
-                    last: None,
-                };
-                self.set_check_status(w.backend, &w.spec, status, now);
-            }
+            let status = if down.contains(&w.backend) {
+                CheckStatus::settled(Verdict::Down, "down before the restart", now)
+            } else if up.contains(&w.backend) {
+                CheckStatus::settled(Verdict::Up, "up before the restart", now)
+            } else {
+                continue;
+            };
+            self.set_check_status(w.backend, &w.spec, status, now);
         }
     }
 
@@ -390,9 +426,13 @@ impl State {
         out
     }
 
-    /// Forget verdicts of checks nobody wants any more (a removed VIP's check must not keep its
-    /// backends down). Returns whether a backend's health changed.
-    pub fn prune_checks(&mut self, wanted: &HashSet<WantedCheck>) -> bool {
+    /// Make the backends' check entries match the checks the VIPs want: forget verdicts of
+    /// checks nobody wants any more (a removed VIP's check must not keep its backends down), and
+    /// give each newly wanted check its `initial_state` until it answers (a backend added with
+    /// checks is out of the ring until its first check passes). Returns whether a backend's
+    /// health changed.
+    pub fn align_checks(&mut self, now: Instant) -> bool {
+        let wanted = self.wanted_checks();
         let mut changed = Vec::new();
         for (id, slot) in self.backends.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
@@ -404,6 +444,12 @@ impl State {
                     spec: spec.clone(),
                 })
             });
+            for w in wanted.iter().filter(|w| w.backend == addr) {
+                slot.health
+                    .checks
+                    .entry(w.spec.clone())
+                    .or_insert_with(|| CheckStatus::awaiting(&w.spec, now));
+            }
             if slot.health.verdict().0 != before {
                 changed.push(id as u32);
             }
@@ -498,12 +544,7 @@ mod tests {
     "#;
 
     fn status(v: Verdict) -> CheckStatus {
-        CheckStatus {
-            verdict: v,
-            reason: "test".into(),
-            since: Instant::now(),
-            last: None,
-        }
+        CheckStatus::settled(v, "test", Instant::now())
     }
 
     fn setup(policy: &str) -> (State, CheckSpec, IpAddr, IpAddr) {
@@ -584,10 +625,66 @@ mod tests {
         assert_eq!(s.backend_value(0).flags & BACKEND_F_DOWN, BACKEND_F_DOWN);
         assert!(s.set_disabled(a, false).unwrap());
         s.set_check_status(a, &spec, status(Verdict::Down), now);
-        assert!(s.prune_checks(&HashSet::new()));
+        s.vips[0].spec.policy.health_check = None;
+        assert!(s.align_checks(now));
         assert_eq!(
             s.member_state(&s.vips[0], &s.vips[0].members[0], now).0,
             MemberState::Up
+        );
+    }
+
+    #[test]
+    fn a_checked_backend_waits_out_of_the_ring_for_its_first_pass() {
+        let (mut s, spec, a, b) = setup("slow_start = \"10s\"");
+        let now = Instant::now();
+        assert!(s.align_checks(now), "both backends start waiting");
+        let vip = &s.vips[0];
+        let (st, why) = s.member_state(vip, &vip.members[0], now);
+        assert_eq!(st, MemberState::Down);
+        assert_eq!(why, "waiting for the first health check");
+        assert!(s.check_start(a, &spec) == Start::Awaiting(Verdict::Down));
+        // Every backend waits: the VIP fails open rather than dropping everything.
+        assert!(s.ring(&s.vips[0], now).failing_open);
+        // b answers first: alone in the ring, at full weight (a first answer is no recovery).
+        s.set_check_status(b, &spec, status(Verdict::Up), now);
+        let ring = s.ring(&s.vips[0], now);
+        assert!(!ring.failing_open);
+        assert!(ring.slots.iter().all(|&id| id == 1));
+        assert_eq!(
+            s.member_state(&s.vips[0], &s.vips[0].members[1], now).0,
+            MemberState::Up
+        );
+        assert!(!s.align_checks(now), "nothing new to seed");
+    }
+
+    #[test]
+    fn initial_state_up_keeps_the_old_behaviour() {
+        let cfg = CFG.replace("type = \"tcp\"", "type = \"tcp\"\ninitial_state = \"up\"");
+        let mut s = State::from_config(&Config::parse(&cfg).unwrap(), 10_000).unwrap();
+        let spec = s.wanted_checks().into_iter().next().unwrap().spec;
+        let a = "198.18.0.21".parse().unwrap();
+        let now = Instant::now();
+        s.align_checks(now);
+        assert_eq!(
+            s.member_state(&s.vips[0], &s.vips[0].members[0], now).0,
+            MemberState::Up
+        );
+        assert!(s.check_start(a, &spec) == Start::Awaiting(Verdict::Up));
+    }
+
+    #[test]
+    fn an_adopted_data_plane_says_who_was_serving() {
+        let (mut s, spec, a, b) = setup("");
+        let now = Instant::now();
+        s.seed_adopted_health(&[a, b], &[b], now);
+        s.align_checks(now);
+        assert_eq!(s.check_start(a, &spec), Start::Settled(Verdict::Up));
+        assert_eq!(s.check_start(b, &spec), Start::Settled(Verdict::Down));
+        let vip = &s.vips[0];
+        assert_eq!(s.member_state(vip, &vip.members[0], now).0, MemberState::Up);
+        assert_eq!(
+            s.member_state(vip, &vip.members[1], now).0,
+            MemberState::Down
         );
     }
 }

@@ -25,65 +25,81 @@ new_flow_limit = 1
 backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }]
 "#;
 
-/// The buckets are per CPU: keep this thread's test runs on one CPU.
-fn pin_to_cpu0() -> Result<()> {
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    unsafe { libc::CPU_SET(0, &mut set) };
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
-        bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
+/// Runs `f` on a thread of its own pinned to one CPU: the buckets are per CPU, so every packet of
+/// the test must meet the same one. A fresh thread, so the pinning ends with it (the harness
+/// reuses its worker threads for later trials), on a CPU this process may use.
+fn on_one_cpu<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let cpu = unsafe { libc::sched_getcpu() };
+            ensure!(
+                cpu >= 0,
+                "sched_getcpu: {}",
+                std::io::Error::last_os_error()
+            );
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            unsafe { libc::CPU_SET(cpu as usize, &mut set) };
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            if unsafe { libc::sched_setaffinity(0, size, &set) } != 0 {
+                bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| bail!("the pinned thread panicked"))
+    })
 }
 
 pub fn trials(fx0: u32) -> Vec<Trial> {
     vec![trial(
         "flood/new-flows-above-the-limit-are-forwarded-not-remembered",
         move || {
-            pin_to_cpu0()?;
-            let mut lb = Lb::with_config(fx0, CONFIG)?;
-            let vip: SocketAddr = "198.18.100.1:80".parse()?;
-            let clients: Vec<SocketAddr> = (0..4)
-                .map(|i| format!("198.18.0.10:{}", 44000 + i).parse().unwrap())
-                .collect();
-            // One new flow per second fits: the first is remembered, the next ones within the same
-            // second are forwarded all the same but not remembered.
-            for c in &clients {
+            on_one_cpu(|| {
+                let mut lb = Lb::with_config(fx0, CONFIG)?;
+                let vip: SocketAddr = "198.18.100.1:80".parse()?;
+                let clients: Vec<SocketAddr> = (0..4)
+                    .map(|i| format!("198.18.0.10:{}", 44000 + i).parse().unwrap())
+                    .collect();
+                // One new flow per second fits: the first is remembered, the next ones within the same
+                // second are forwarded all the same but not remembered.
+                for c in &clients {
+                    expect_forward(
+                        &mut lb,
+                        Tcp,
+                        *c,
+                        vip,
+                        &packets::tcp(*c, vip, F::Syn, b""),
+                        Ingress::Fx0,
+                    )?;
+                }
+                ensure!(
+                    lb.dp.flow(&flow_key(Tcp, clients[0], vip)?).is_some(),
+                    "the first flow was not remembered"
+                );
+                for c in &clients[1..] {
+                    ensure!(
+                        lb.dp.flow(&flow_key(Tcp, *c, vip)?).is_none(),
+                        "a flow above the limit was remembered"
+                    );
+                }
+                ensure!(
+                    lb.stat(Stat::FloodNotInserted) == 3,
+                    "skipped {}",
+                    lb.stat(Stat::FloodNotInserted)
+                );
+                // The remembered flow is untouched by the flood.
+                let c = clients[0];
                 expect_forward(
                     &mut lb,
                     Tcp,
-                    *c,
+                    c,
                     vip,
-                    &packets::tcp(*c, vip, F::Syn, b""),
+                    &packets::tcp(c, vip, F::Ack, b"x"),
                     Ingress::Fx0,
                 )?;
-            }
-            ensure!(
-                lb.dp.flow(&flow_key(Tcp, clients[0], vip)?).is_some(),
-                "the first flow was not remembered"
-            );
-            for c in &clients[1..] {
-                ensure!(
-                    lb.dp.flow(&flow_key(Tcp, *c, vip)?).is_none(),
-                    "a flow above the limit was remembered"
-                );
-            }
-            ensure!(
-                lb.stat(Stat::FloodNotInserted) == 3,
-                "skipped {}",
-                lb.stat(Stat::FloodNotInserted)
-            );
-            // The remembered flow is untouched by the flood.
-            let c = clients[0];
-            expect_forward(
-                &mut lb,
-                Tcp,
-                c,
-                vip,
-                &packets::tcp(c, vip, F::Ack, b"x"),
-                Ingress::Fx0,
-            )?;
-            ensure!(lb.stat(Stat::FlowHit) == 1);
-            Ok(())
+                ensure!(lb.stat(Stat::FlowHit) == 1);
+                Ok(())
+            })
         },
     )]
 }

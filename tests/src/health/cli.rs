@@ -166,7 +166,8 @@ impl Sheave {
             .expect("checked"))
     }
 
-    /// Waits until every backend of `vip` is `up` (health checks start with a verdict pending).
+    /// Waits until every backend of `vip` is `up`: a checked backend is `down` until its first
+    /// check passes, so this also waits for every first check.
     pub fn wait_all_up(&self, vip: Vip, timeout: Duration) -> Result<()> {
         self.wait_for(
             vip,

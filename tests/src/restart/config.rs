@@ -39,7 +39,7 @@ pub fn config(lab: &Lab, shape: &Shape) -> String {
     let _ = write!(
         s,
         "\n[[vip]]\naddress = \"{VIP4}\"\nport = {VIP_PORT}\nprotocol = \"tcp\"\n\
-         [vip.health_check]\ntype = \"tcp\"\n"
+         [vip.health_check]\ntype = \"tcp\"\ntimeout = \"1s\"\n"
     );
     for i in &shape.vip4_backends {
         let _ = write!(

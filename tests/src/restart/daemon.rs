@@ -87,7 +87,8 @@ impl Control {
         }
     }
 
-    /// Waits until every backend of every VIP is `up` (health checks settled); the status.
+    /// Waits until every backend of every VIP is `up` (a checked backend is `down` until its
+    /// first check passes, so the checks have all answered); the status.
     pub fn wait_all_up(&self, timeout: Duration) -> Result<Value> {
         let t = Instant::now();
         loop {
@@ -186,9 +187,11 @@ fn wait_output(mut child: std::process::Child, timeout: Duration) -> Result<Outp
 }
 
 /// `sheave status --json` minus what may differ between two daemons serving the same state:
-/// uptime, ring rebuild counts (per daemon), health-check latencies, and the run length in a
-/// reason (`ok ×2` → `ok`): how many checks the last transition took is history (a backend
-/// whose server started after `sheaved` went down and up first), not state.
+/// uptime, ring rebuild counts (per daemon), the latest single check (its latency, and its
+/// result: one slow probe of a loaded machine times out without changing any verdict), and the
+/// run length in a reason (`ok ×2` → `ok`, `first check: ok` → `ok`): how many checks the last
+/// transition took is history (a backend whose server started after `sheaved` went down and up
+/// first), not state.
 pub fn comparable_status(mut v: Value) -> Value {
     if let Some(o) = v.as_object_mut() {
         o.remove("uptime_seconds");
@@ -200,8 +203,10 @@ pub fn comparable_status(mut v: Value) -> Value {
         for b in vip["backends"].as_array_mut().into_iter().flatten() {
             if let Some(c) = b["check"].as_object_mut() {
                 c.remove("latency_ms");
+                c.remove("last");
             }
             if let Some(r) = b["reason"].as_str() {
+                let r = r.strip_prefix("first check: ").unwrap_or(r);
                 let detail = r.rsplit_once(" ×").map_or(r, |(d, _)| d).to_string();
                 b["reason"] = Value::String(detail);
             }
@@ -331,15 +336,18 @@ mod tests {
         let v: Value = serde_json::json!({
             "interface": "eth-lb", "uptime_seconds": 5,
             "vips": [{"name": "v", "ring_rebuilds": 2, "backends": [
-                {"address": "198.18.0.21", "check": {"kind": "tcp", "latency_ms": 0.3},
-                 "reason": "ok ×2"},
-                {"address": "198.18.0.22", "check": null, "reason": "weight 0"}]}]
+                {"address": "198.18.0.21", "check": {"kind": "tcp", "latency_ms": 0.3,
+                 "last": "timeout"}, "reason": "ok ×2"},
+                {"address": "198.18.0.22", "check": null, "reason": "weight 0"},
+                {"address": "198.18.0.23", "check": {"kind": "tcp", "latency_ms": 0.3,
+                 "last": "ok"}, "reason": "first check: ok"}]}]
         });
         let want = serde_json::json!({
             "interface": "eth-lb",
             "vips": [{"name": "v", "backends": [
                 {"address": "198.18.0.21", "check": {"kind": "tcp"}, "reason": "ok"},
-                {"address": "198.18.0.22", "check": null, "reason": "weight 0"}]}]
+                {"address": "198.18.0.22", "check": null, "reason": "weight 0"},
+                {"address": "198.18.0.23", "check": {"kind": "tcp"}, "reason": "ok"}]}]
         });
         assert_eq!(comparable_status(v), want);
         let other = serde_json::json!({"a": [1, {"b": "x"}], "c": 2});
