@@ -12,6 +12,7 @@ pub struct Backend {
     pub flags: u8,
     pub _pad: [u8; 2],
 }
+assert_layout!(Backend, 20, [addr, family, flags, _pad]);
 
 /// The slot holds a configured backend. A flow-table entry pointing at a slot without it is stale
 /// (the backend was removed) and the flow is rescheduled on the ring.
@@ -25,6 +26,44 @@ pub const BACKEND_F_DOWN: u8 = 2;
 /// Ring slot value meaning "no backend": a VIP whose backends all have weight 0.
 pub const NO_BACKEND: u32 = u32::MAX;
 
+/// What a flow-table entry naming a backend with these flags does with the flow's next packet:
+/// the one rule the XDP program, the daemon's reconciler and `sheave explain` all follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryFate {
+    /// The backend is configured and not down: the flow stays on it (also while it drains).
+    Keep,
+    /// Down by its health checks, or disabled: rescheduled on the ring (the server is gone).
+    BackendDown,
+    /// The slot no longer holds a configured backend (removed): rescheduled on the ring.
+    Stale,
+}
+
+impl Backend {
+    /// A configured backend: what a ring slot may name.
+    #[inline(always)]
+    pub fn is_configured(&self) -> bool {
+        self.flags & BACKEND_F_VALID != 0
+    }
+
+    /// A configured backend that is not down: what an established flow may keep using.
+    #[inline(always)]
+    pub fn is_usable(&self) -> bool {
+        self.fate() == EntryFate::Keep
+    }
+
+    /// What happens to a flow-table entry naming this backend.
+    #[inline(always)]
+    pub fn fate(&self) -> EntryFate {
+        if self.flags & BACKEND_F_VALID == 0 {
+            EntryFate::Stale
+        } else if self.flags & BACKEND_F_DOWN != 0 {
+            EntryFate::BackendDown
+        } else {
+            EntryFate::Keep
+        }
+    }
+}
+
 /// A CPU's cached next hop for a backend (`NEXTHOPS[backend_id]`): the FIB's answer, reused for
 /// a short time so most forwarded packets skip the FIB lookup.
 #[repr(C)]
@@ -37,7 +76,13 @@ pub struct NextHopCache {
     pub checked_len: u16,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// Up to the 8-byte alignment of `expires_ns` (it was implicit padding once).
+    pub _pad: [u8; 6],
     /// Coarse clock (ns) after which the entry must be looked up again.
     pub expires_ns: u64,
 }
+assert_layout!(
+    NextHopCache,
+    48,
+    [addr, ifindex, checked_len, smac, dmac, _pad, expires_ns]
+);

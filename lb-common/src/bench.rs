@@ -22,6 +22,19 @@ pub struct BenchConfig {
     /// rewrites the MAC addresses.
     pub head: [u8; 16],
 }
+assert_layout!(
+    BenchConfig,
+    40,
+    [
+        iterations,
+        mode,
+        frame_len,
+        vary_offset,
+        serial_base,
+        _pad,
+        head
+    ]
+);
 
 /// Restore the packet, then run the packet function.
 pub const BENCH_MODE_BALANCE: u32 = 0;
@@ -39,3 +52,4 @@ pub struct BenchResult {
     /// Iterations whose packet could not be restored (the loop stops there).
     pub failed: u64,
 }
+assert_layout!(BenchResult, 24, [ns, ops, failed]);

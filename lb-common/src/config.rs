@@ -17,6 +17,11 @@ pub struct DataplaneConfig {
     pub src_v6_hostmask: u32,
     pub _pad: u32,
 }
+assert_layout!(
+    DataplaneConfig,
+    32,
+    [src_v4, src_v4_hostmask, src_v6, src_v6_hostmask, _pad]
+);
 
 /// Outer IPv4 source for a flow with this hash.
 #[inline(always)]

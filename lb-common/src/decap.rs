@@ -9,3 +9,4 @@ pub struct DecapKey {
     pub family: u8,
     pub _pad: [u8; 3],
 }
+assert_layout!(DecapKey, 20, [addr, family, _pad]);

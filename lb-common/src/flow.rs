@@ -4,7 +4,7 @@ use crate::addr::AddrWords;
 /// A connection's 5-tuple as seen on the wire (ports in network byte order). Also the exact bytes
 /// the flow hash reads, so the kernel and `sheave explain` hash the same thing.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct FlowKey {
     pub src: AddrWords,
     pub dst: AddrWords,
@@ -14,6 +14,7 @@ pub struct FlowKey {
     pub family: u8,
     pub _pad: [u8; 2],
 }
+assert_layout!(FlowKey, 40, [src, dst, sport, dport, proto, family, _pad]);
 
 /// Value of the flow table: the backend this flow was scheduled to.
 #[repr(C)]
@@ -33,6 +34,7 @@ pub struct FlowState {
     /// SYN with another number is a new connection on this tuple.
     pub syn_seq: u32,
 }
+assert_layout!(FlowState, 20, [backend_id, hash, flags, last_seen, syn_seq]);
 
 /// `last_seen` ticks: 2^20 ns (~1.05 ms), a shift instead of a division on the packet path.
 pub const FLOW_TICK_SHIFT: u32 = 20;
@@ -52,6 +54,111 @@ pub const FLOW_F_CLOSING: u32 = 1;
 /// an attempt (a SYN), which ends quickly one way or another; the daemon counts it as live for
 /// seconds, not minutes, while its backend drains.
 pub const FLOW_F_ESTABLISHED: u32 = 2;
+
+/// TCP header flags (byte 13 of the header).
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// A SYN without ACK: a client opening a connection (UDP and ICMP pass 0 flags).
+#[inline(always)]
+pub fn is_bare_syn(tcp_flags: u8) -> bool {
+    tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+}
+
+/// An entry's flags after a packet with `tcp_flags` (a new entry starts from 0): FIN or RST
+/// closes the connection, an ACK from the client means it got past the handshake.
+#[inline(always)]
+pub fn flags_after(flags: u32, tcp_flags: u8) -> u32 {
+    let mut f = flags;
+    if tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        f |= FLOW_F_CLOSING;
+    }
+    if tcp_flags & TCP_ACK != 0 {
+        f |= FLOW_F_ESTABLISHED;
+    }
+    f
+}
+
+/// Whether a packet starts a new connection on a tuple the flow table already has: a bare SYN
+/// after the old connection closed, or one whose sequence number is not the one that opened the
+/// entry (the old connection ended unseen, e.g. reset by a crashed server's host). A
+/// retransmitted SYN carries the same number and follows its flow.
+#[inline(always)]
+pub fn reopens(entry: &FlowState, tcp_flags: u8, tcp_seq: u32) -> bool {
+    is_bare_syn(tcp_flags) && (entry.flags & FLOW_F_CLOSING != 0 || entry.syn_seq != tcp_seq)
+}
+
+/// The flow-table entry a new flow's first packet creates.
+#[inline(always)]
+pub fn new_entry(backend_id: u32, hash: u32, tcp_flags: u8, tcp_seq: u32, tick: u32) -> FlowState {
+    FlowState {
+        backend_id,
+        hash,
+        flags: flags_after(0, tcp_flags),
+        last_seen: tick,
+        syn_seq: if is_bare_syn(tcp_flags) { tcp_seq } else { 0 },
+    }
+}
+
+/// Where a flow is in its life, from its entry and how long it has been silent: what decides
+/// whether it still holds a draining backend, and what `sheave explain` says of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// TCP, only a SYN seen: an attempt, which succeeds within a round trip or fails unseen.
+    Attempt,
+    /// TCP past its handshake, or UDP, and not silent for longer than its idle timeout.
+    Active,
+    /// FIN or RST seen, within the grace the last ACKs of a close need.
+    Closing,
+    /// Over: closed longer ago than the grace, or silent longer than its idle timeout. The next
+    /// packet still finds the entry (until the LRU evicts it), but nothing is waiting on it.
+    Ended,
+}
+
+/// How long each kind of flow counts as live without a packet, in flow-table ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// A TCP flow past its handshake, without FIN/RST.
+    pub tcp_idle: u32,
+    /// A TCP flow that never got past its SYN.
+    pub attempt_idle: u32,
+    /// After FIN/RST.
+    pub closing_grace: u32,
+    /// A UDP flow.
+    pub udp_idle: u32,
+}
+
+impl Lifetimes {
+    /// The daemon's: silent TCP 300 s, attempts 5 s, closes 2 s, UDP 30 s.
+    pub const DEFAULT: Lifetimes = Lifetimes {
+        tcp_idle: ticks_of_secs(300),
+        attempt_idle: ticks_of_secs(5),
+        closing_grace: ticks_of_secs(2),
+        udp_idle: ticks_of_secs(30),
+    };
+
+    /// The phase of an entry of protocol `proto` at flow-table time `now`.
+    pub fn phase(&self, proto: u8, entry: &FlowState, now: u32) -> Phase {
+        let age = now.wrapping_sub(entry.last_seen);
+        let (limit, phase) = if entry.flags & FLOW_F_CLOSING != 0 {
+            (self.closing_grace, Phase::Closing)
+        } else if proto == crate::vip::IPPROTO_TCP && entry.flags & FLOW_F_ESTABLISHED != 0 {
+            (self.tcp_idle, Phase::Active)
+        } else if proto == crate::vip::IPPROTO_TCP {
+            (self.attempt_idle, Phase::Attempt)
+        } else {
+            (self.udp_idle, Phase::Active)
+        };
+        if age < limit { phase } else { Phase::Ended }
+    }
+}
+
+/// Whole seconds in flow-table ticks.
+pub const fn ticks_of_secs(s: u64) -> u32 {
+    (s * 1_000_000_000 / FLOW_TICK_NS) as u32
+}
 
 impl FlowKey {
     /// The key's bytes, exactly as the hash and the kernel's map see them.

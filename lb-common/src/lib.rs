@@ -5,6 +5,23 @@
 //! write these types in maps; the kernel side builds this crate as plain `no_std`.
 #![no_std]
 
+/// Compile-time proof that a `#[repr(C)]` type shared with the kernel is exactly `$size` bytes
+/// and exactly the sum of the named fields: no implicit padding the two sides could read
+/// differently, and no field added without the list (and the map layout version) noticing.
+macro_rules! assert_layout {
+    ($t:ty, $size:expr, [$($f:ident),+ $(,)?]) => {
+        const _: () = {
+            // SAFETY: every shared type is plain integers, for which all-zero is a valid value.
+            let v: $t = unsafe { core::mem::zeroed() };
+            assert!(core::mem::size_of::<$t>() == $size, "size changed");
+            assert!(
+                core::mem::size_of::<$t>() == 0 $(+ core::mem::size_of_val(&v.$f))+,
+                "implicit padding, or a field missing from the list"
+            );
+        };
+    };
+}
+
 pub mod addr;
 pub mod backend;
 pub mod bench;

@@ -9,6 +9,7 @@ pub struct Counter {
     /// Flows scheduled on the ring (flow-table misses, including rescheduled stale flows).
     pub new_flows: u64,
 }
+assert_layout!(Counter, 24, [packets, bytes, new_flows]);
 
 /// Indices of `GLOBAL_STATS`: what happened to each packet (exactly one outcome per packet) and
 /// flow-table events. Keep `NAMES` in the same order.

@@ -1,9 +1,9 @@
 //! Virtual IPs: the `VIPS` hash map, keyed by {address, port, protocol}.
-use crate::addr::AddrWords;
+use crate::{addr::AddrWords, flow::FlowKey};
 
 /// Key of the `VIPS` map. `port` is in network byte order, as read from the packet.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct VipKey {
     pub addr: AddrWords,
     pub port: u16,
@@ -11,6 +11,31 @@ pub struct VipKey {
     pub proto: u8,
     /// FAMILY_V4 or FAMILY_V6.
     pub family: u8,
+}
+assert_layout!(VipKey, 20, [addr, port, proto, family]);
+
+impl VipKey {
+    /// The VIP a flow is addressed to: its destination address, port and protocol.
+    #[inline(always)]
+    pub fn of_flow(flow: &FlowKey) -> VipKey {
+        VipKey {
+            addr: flow.dst,
+            port: flow.dport,
+            proto: flow.proto,
+            family: flow.family,
+        }
+    }
+
+    /// The address entry of `addr` (see [`VIP_ADDRESS_PROTO`]).
+    #[inline(always)]
+    pub fn address(addr: AddrWords, family: u8) -> VipKey {
+        VipKey {
+            addr,
+            port: 0,
+            proto: VIP_ADDRESS_PROTO,
+            family,
+        }
+    }
 }
 
 /// Everything the packet path needs about a VIP in one value, so a packet costs one VIP lookup.
@@ -35,6 +60,11 @@ pub struct VipMeta {
     pub new_flow_rate: u32,
     pub _pad: u32,
 }
+assert_layout!(
+    VipMeta,
+    24,
+    [vip_id, flags, ring_size, ring_base, new_flow_rate, _pad]
+);
 
 /// Token bucket of the new-flow guard, per VIP and CPU (`FLOOD[vip_id]`). Tokens are counted in
 /// flow-nanoseconds (a flow costs 1e9), so refilling needs no division on the packet path.
@@ -44,6 +74,7 @@ pub struct FloodBucket {
     pub tokens: u64,
     pub last_ns: u64,
 }
+assert_layout!(FloodBucket, 16, [tokens, last_ns]);
 
 /// A `VIPS` entry with `proto` 0 and `port` 0 marks an address that has VIPs: the program
 /// answers ICMP echo requests to it and drops fragments sent to it.

@@ -28,11 +28,6 @@ const IPV6_DSTOPTS: u8 = 60;
 /// How many IPv6 extension headers we walk before giving up (the kernel gets the packet).
 const IPV6_MAX_EXT: usize = 4;
 
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_RST: u8 = 0x04;
-pub const TCP_ACK: u8 = 0x10;
-
 /// What a packet is, as far as load balancing goes.
 pub enum Parsed {
     /// A TCP or UDP packet (or an ICMP error about one, see [`Packet::icmp_error`]).

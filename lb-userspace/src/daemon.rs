@@ -73,7 +73,6 @@ pub fn start(opts: &Options, api_metrics: Arc<DaemonMetrics>) -> Result<Control>
             a.backends.len(),
             a.vips.len()
         );
-        dp.adopt_addresses()?;
     }
     let restored = store
         .load(&cfg.dataplane, cfg.dataplane.ring_slots, adopted.as_ref())
@@ -127,7 +126,7 @@ pub fn start(opts: &Options, api_metrics: Arc<DaemonMetrics>) -> Result<Control>
         started.elapsed().as_millis()
     );
     Ok(Control {
-        dp,
+        maps: dp,
         state,
         encap,
         store: Some(store),

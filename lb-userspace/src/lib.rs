@@ -5,12 +5,14 @@
 //! [`simulate`] answers "which backend gets this flow" with the same hash and rings as the kernel.
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod health;
 pub mod maglev;
+pub mod maps;
 pub mod metrics;
 pub mod netinfo;
 pub mod persist;

@@ -56,8 +56,6 @@ pub const LAN_MTU: u32 = 1600;
 pub const CLIENT_MTU: u32 = 1500;
 /// Backends a lab may have: the last octet of a backend's IPv4 address is `20 + i`.
 pub const MAX_BACKENDS: usize = 64;
-/// Backends when the caller has no preference.
-pub const DEFAULT_BACKENDS: usize = 3;
 
 /// Set to `1` to keep [`Lab::dir`] (logs, configs) after the lab is gone.
 pub const KEEP_ENV: &str = "SHEAVE_LAB_KEEP";

@@ -2,6 +2,7 @@
 //! case's flows established untimed, then warm-up and timed trials of single BPF_PROG_TEST_RUN
 //! calls alternating with the empty program, and finally the checks that the program did what
 //! the case claims to measure (every call's action, the flow-table counters, the inserts).
+use lb_userspace::maps::MapStore as _;
 use std::borrow::Cow;
 
 use anyhow::{Context as _, Result, bail};

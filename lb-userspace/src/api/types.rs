@@ -211,6 +211,13 @@ pub struct ExplainRequest {
     pub destination: SocketAddr,
 }
 
+impl ExplainRequest {
+    /// `tcp 198.51.100.7:40000 -> 192.0.2.10:80`.
+    pub fn describe(&self) -> String {
+        format!("{} {} -> {}", self.protocol, self.source, self.destination)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExplainView {
     pub flow: String,
@@ -219,6 +226,9 @@ pub struct ExplainView {
     pub backend_id: Option<u32>,
     /// `flow-table` (established flow), `ring` (a new flow would be scheduled) or `none`.
     pub source: String,
+    /// The flow-table entry's phase: `new` (no entry), `attempt`, `established`, `closing`,
+    /// `ended` (see `lb_common::flow::Phase`).
+    pub phase: String,
     pub hash: u32,
     pub slot: u32,
     pub ring_size: u32,

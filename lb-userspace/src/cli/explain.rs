@@ -2,7 +2,7 @@
 //! table), or with `--config` computes it offline with the same hash and rings.
 use std::{net::SocketAddr, path::PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use hyper::Method;
 
@@ -10,7 +10,7 @@ use super::{Failure, Global, api_call::show};
 use crate::{
     api::types::{ExplainRequest, ExplainView},
     config::{Config, Protocol},
-    simulate::Simulator,
+    simulate,
     state::State,
     wire::flow_key,
 };
@@ -56,6 +56,7 @@ pub fn run(g: &Global, a: ExplainArgs) -> Result<(), Failure> {
         }
         println!("  vip       {}", v.vip);
         println!("  source    {}", v.source);
+        println!("  phase     {}", v.phase);
         println!("  why       {}", v.reason);
     };
     match &a.config {
@@ -76,37 +77,12 @@ fn offline(path: &std::path::Path, r: &ExplainRequest) -> Result<ExplainView> {
     let cfg = Config::load(path)?;
     let state = State::from_config(&cfg, cfg.dataplane.ring_slots)?;
     let key = flow_key(r.protocol, r.source, r.destination)?;
-    let Some(vip) = state
-        .vips
-        .iter()
-        .find(|v| v.key.addr == key.dst && v.key.port == key.dport && v.key.proto == key.proto)
-    else {
-        bail!(
+    simulate::explain(&state, &key, r.describe(), None, true).with_context(|| {
+        format!(
             "{} {} is not a VIP in {}",
             r.protocol,
             r.destination,
             path.display()
-        );
-    };
-    let pick = Simulator::new(&state).pick(&key);
-    let hash = lb_common::hash::flow_hash(&key);
-    let slot = lb_common::hash::ring_slot(hash, vip.spec.ring_size);
-    Ok(ExplainView {
-        flow: format!("{} {} -> {}", r.protocol, r.source, r.destination),
-        vip: vip.spec.name(),
-        backend: pick.as_ref().map(|p| p.backend),
-        backend_id: pick.as_ref().map(|p| p.backend_id),
-        source: if pick.is_some() { "ring" } else { "none" }.into(),
-        hash,
-        slot,
-        ring_size: vip.spec.ring_size,
-        reason: match pick {
-            Some(_) => format!(
-                "new flow: hash {hash:#010x} -> Maglev slot {slot} of {} (offline: an \
-                 established flow keeps the backend in the flow table)",
-                vip.spec.ring_size
-            ),
-            None => "the VIP has no backend with weight > 0: new flows are dropped".into(),
-        },
+        )
     })
 }

@@ -6,6 +6,7 @@ use lb_common::limits::DEFAULT_RING_SIZE;
 use log::info;
 
 use super::{ApiError, Control, Reply, json};
+use crate::maps::MapStore;
 use crate::{
     api::types::{AddBackend, AddVip, ConfigRequest, DiffView, UpdateBackend, VipRef},
     config::{BackendRef, Config, DEFAULT_WEIGHT, HealthCheckConfig},
@@ -159,7 +160,7 @@ fn diff(current: &Config, target: &Config) -> Vec<Op> {
     removes
 }
 
-impl Control {
+impl<M: MapStore> Control<M> {
     pub(super) fn add_vip(&mut self, a: AddVip) -> Reply {
         let spec = VipSpec {
             address: a.vip.address,
@@ -169,34 +170,29 @@ impl Control {
             new_flow_limit: a.new_flow_limit.unwrap_or(0),
             policy: a.policy.unwrap_or_default(),
         };
-        self.state.add_vip(spec)?;
-        self.commit()?;
+        self.change(|s| s.add_vip(spec))?;
         info!("API: added VIP {}", a.vip);
         self.vip_view_of(&a.vip).map(|v| json(&v))
     }
 
     pub(super) fn remove_vip(&mut self, v: &VipRef) -> Reply {
-        let removed = self.state.remove_vip(&key(v))?;
-        self.commit()?;
+        let removed = self.change(|s| s.remove_vip(&key(v)))?;
         info!("API: removed VIP {v}");
         Ok(json(&self.view_of_removed(&removed)))
     }
 
     pub(super) fn add_backend(&mut self, v: &VipRef, b: AddBackend) -> Reply {
         let weight = b.weight.unwrap_or(DEFAULT_WEIGHT);
-        // Validate the override on a copy: a refused request changes nothing.
-        let mut next = self.state.clone();
-        next.add_backend(&key(v), b.address, weight)?;
-        next.set_member_check(&key(v), b.address, b.health_check)?;
-        self.state = next;
-        self.commit()?;
+        self.change(|s| {
+            s.add_backend(&key(v), b.address, weight)?;
+            s.set_member_check(&key(v), b.address, b.health_check)
+        })?;
         info!("API: added backend {} (weight {weight}) to {v}", b.address);
         self.vip_view_of(v).map(|v| json(&v))
     }
 
     pub(super) fn remove_backend(&mut self, v: &VipRef, addr: IpAddr) -> Reply {
-        self.state.remove_backend(&key(v), addr)?;
-        self.commit()?;
+        self.change(|s| s.remove_backend(&key(v), addr))?;
         info!("API: removed backend {addr} from {v}");
         self.vip_view_of(v).map(|v| json(&v))
     }
@@ -231,11 +227,10 @@ impl Control {
             vip.members
                 .iter()
                 .find(|m| self.state.backend_address(m.backend_id) == addr)
-                .map(|m| self.state.member_state(vip, m, std::time::Instant::now()).0)
+                .map(|m| self.state.member_state(vip, m, self.state.clock.now()).0)
         };
-        let m = self.state.update_member(&key(v), addr, u.weight, drain)?;
-        self.commit()?;
-        let now = std::time::Instant::now();
+        let m = self.change(|s| s.update_member(&key(v), addr, u.weight, drain))?;
+        let now = self.state.clock.now();
         let vip = self.state.vip(&key(v))?;
         let (is, _) = self.state.member_state(vip, &m, now);
         info!(
@@ -267,10 +262,9 @@ impl Control {
     }
 
     pub(super) fn set_backend_disabled(&mut self, addr: IpAddr, disabled: bool) -> Reply {
-        let now = std::time::Instant::now();
+        let now = self.state.clock.now();
         let before = self.member_states(addr, now);
-        if self.state.set_disabled(addr, disabled)? {
-            self.commit()?;
+        if self.change(|s| s.set_disabled(addr, disabled))? {
             info!(
                 "API: backend {addr} {}",
                 if disabled { "disabled" } else { "enabled" }
@@ -338,13 +332,13 @@ impl Control {
                 .map_err(|e| ApiError::from(e).prefixed(&op.describe()))?;
         }
         next.options = target.dataplane.clone();
+        let mut encap = self.encap;
         if encap_changed {
-            self.encap = crate::daemon::resolve_encap(&next, &self.info.interface)
+            encap = crate::daemon::resolve_encap(&next, &self.info.interface)
                 .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
             next.mark_config_pending();
         }
-        self.state = next;
-        self.commit()?;
+        self.commit_with(next, encap)?;
         info!("config apply: {} change(s)", changes.len());
         Ok(DiffView {
             changes,
@@ -353,7 +347,7 @@ impl Control {
     }
 }
 
-impl Control {
+impl<M: MapStore> Control<M> {
     /// Re-read the configuration file and apply it; the state file then belongs to the new
     /// file (a restart with it restores API changes made after the reload).
     pub(super) fn config_reload(&mut self) -> Result<DiffView, ApiError> {

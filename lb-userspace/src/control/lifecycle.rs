@@ -6,28 +6,19 @@ use std::{
 };
 
 use lb_common::{
-    flow::{FLOW_F_CLOSING, FLOW_F_ESTABLISHED, FLOW_TICK_NS},
-    vip::{IPPROTO_TCP, VipKey},
+    flow::{Lifetimes, Phase},
+    vip::VipKey,
 };
 use log::{error, info, warn};
 
 use super::Control;
+use crate::maps::MapStore;
 use crate::{
-    dataplane::flow_scan::flow_clock_tick,
     health::{checker::Report, supervisor::Supervisor},
     state::{CheckStatus, MemberState},
     wire::vip_name,
 };
 
-/// A TCP flow with no FIN/RST that has been silent this long no longer holds a drain open.
-const TCP_IDLE: Duration = Duration::from_secs(300);
-/// A UDP flow ends by silence.
-const UDP_IDLE: Duration = Duration::from_secs(30);
-/// After FIN/RST, the last ACKs of the close still need the same backend for a moment.
-const CLOSING_GRACE: Duration = Duration::from_secs(2);
-/// A TCP flow that never got past its SYN: an attempt that succeeds within a round trip or
-/// failed unseen (refused or reset by a dead server's host, straight to the client).
-const ATTEMPT_IDLE: Duration = Duration::from_secs(5);
 /// The flow table is read at most this often while something drains.
 const MIN_SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -44,7 +35,7 @@ pub struct Lifecycle {
     all_down: std::collections::BTreeSet<u32>,
 }
 
-impl Control {
+impl<M: MapStore> Control<M> {
     /// Start and stop check tasks to match the desired state (whose check entries the last
     /// sync aligned with the wanted checks).
     pub(super) fn reconcile_checks(&mut self) {
@@ -69,7 +60,7 @@ impl Control {
                 .set_last_check(r.backend, &r.spec, r.detail, r.latency);
             return;
         };
-        let now = Instant::now();
+        let now = self.state.clock.now();
         let status = CheckStatus {
             last: Some((r.detail, r.latency)),
             ..CheckStatus::settled(change.to, change.reason.clone(), now)
@@ -98,7 +89,7 @@ impl Control {
 
     /// Write health-driven changes to the maps. Health is not persisted (checks re-learn it).
     pub(super) fn sync_runtime(&mut self) {
-        if let Err(e) = crate::reconcile::sync(&mut self.dp, &mut self.state, &self.encap) {
+        if let Err(e) = crate::reconcile::sync(&mut self.maps, &mut self.state, &self.encap) {
             error!("writing the maps failed (will retry): {e:#}");
         }
         self.note_all_down();
@@ -106,7 +97,7 @@ impl Control {
 
     /// Say loudly when a VIP has no backend up, and what it does about it.
     fn note_all_down(&mut self) {
-        let now = Instant::now();
+        let now = self.state.clock.now();
         for v in &self.state.vips {
             let down = self.state.all_down(v, now);
             if down && self.lifecycle.all_down.insert(v.id) {
@@ -127,7 +118,7 @@ impl Control {
 
     /// Periodic work: slow-start steps and drains.
     pub(super) fn lifecycle_tick(&mut self) {
-        let now = Instant::now();
+        let now = self.state.clock.now();
         if self.state.advance_ramps(now) {
             self.sync_runtime();
         }
@@ -139,11 +130,13 @@ impl Control {
             now.duration_since(t) >= MIN_SCAN_INTERVAL.max(self.lifecycle.scan_cost * 10)
         });
         if due {
+            // What the scan costs in real time paces the next one, whatever the clock says.
+            let scan = Instant::now();
             match self.count_flows() {
                 Ok(counts) => {
                     self.lifecycle.flow_counts = counts;
-                    self.lifecycle.scan_cost = now.elapsed();
-                    self.lifecycle.last_scan = Some((now, SystemTime::now()));
+                    self.lifecycle.scan_cost = scan.elapsed();
+                    self.lifecycle.last_scan = Some((now, self.state.clock.wall()));
                 }
                 Err(e) => error!("counting flows of draining backends: {e:#}"),
             }
@@ -151,32 +144,15 @@ impl Control {
         self.finish_drains();
     }
 
-    /// Live flows per (VIP, backend) in the flow table.
+    /// Live flows per (VIP, backend) in the flow table: those not yet [`Phase::Ended`].
     fn count_flows(&self) -> anyhow::Result<HashMap<(VipKey, u32), u64>> {
-        let now = flow_clock_tick();
-        let ticks = |d: Duration| (d.as_nanos() / FLOW_TICK_NS as u128) as u32;
-        let (tcp_idle, udp_idle, grace) = (ticks(TCP_IDLE), ticks(UDP_IDLE), ticks(CLOSING_GRACE));
-        let attempt_idle = ticks(ATTEMPT_IDLE);
+        let now = self.state.clock.flow_tick();
         let mut counts = HashMap::new();
-        self.dp.scan_flows(|k, v| {
-            let age = now.wrapping_sub(v.last_seen);
-            let live = if v.flags & FLOW_F_CLOSING != 0 {
-                age < grace
-            } else if k.proto == IPPROTO_TCP && v.flags & FLOW_F_ESTABLISHED != 0 {
-                age < tcp_idle
-            } else if k.proto == IPPROTO_TCP {
-                age < attempt_idle
-            } else {
-                age < udp_idle
-            };
-            if live {
-                let vip = VipKey {
-                    addr: k.dst,
-                    port: k.dport,
-                    proto: k.proto,
-                    family: k.family,
-                };
-                *counts.entry((vip, v.backend_id)).or_insert(0) += 1;
+        self.maps.scan_flows(&mut |k, v| {
+            if Lifetimes::DEFAULT.phase(k.proto, v, now) != Phase::Ended {
+                *counts
+                    .entry((VipKey::of_flow(k), v.backend_id))
+                    .or_insert(0) += 1;
             }
         })?;
         Ok(counts)
@@ -184,7 +160,7 @@ impl Control {
 
     /// Remove drained members whose flows have ended or whose time is up.
     fn finish_drains(&mut self) {
-        let now = SystemTime::now();
+        let now = self.state.clock.wall();
         let scanned = self.lifecycle.last_scan.map(|(_, t)| t);
         let mut done = Vec::new();
         for (vip, addr, drain) in self.state.drains() {
@@ -208,11 +184,20 @@ impl Control {
         if done.is_empty() {
             return;
         }
-        for (vip, addr, why) in &done {
-            if let Err(e) = self.state.remove_backend(vip, *addr) {
-                error!("ending the drain of {addr} from {}: {e}", vip_name(vip));
-                continue;
+        let mut next = self.state.clone();
+        let mut removed = Vec::new();
+        for (vip, addr, why) in done {
+            match next.remove_backend(&vip, addr) {
+                Ok(()) => removed.push((vip, addr, why)),
+                Err(e) => error!("ending the drain of {addr} from {}: {e}", vip_name(&vip)),
             }
+        }
+        if let Err(e) = self.commit(next) {
+            // Tried again at the next tick.
+            error!("removing drained backends: {}", e.message);
+            return;
+        }
+        for (vip, addr, why) in &removed {
             self.log_transition(
                 &vip_name(vip),
                 &addr.to_string(),
@@ -220,9 +205,6 @@ impl Control {
                 "removed",
                 why,
             );
-        }
-        if let Err(e) = self.commit() {
-            error!("removing drained backends: {}", e.message);
         }
         self.reconcile_checks();
     }

@@ -4,6 +4,8 @@
 mod changes;
 mod explain;
 mod lifecycle;
+#[cfg(test)]
+mod replay;
 pub mod stats;
 mod views;
 
@@ -17,6 +19,7 @@ use crate::{
     api::types::{AddBackend, AddVip, ConfigRequest, ExplainRequest, UpdateBackend, VipRef},
     dataplane::Dataplane,
     health::supervisor::Supervisor,
+    maps::MapStore,
     metrics::DaemonMetrics,
     persist::Store,
     state::{ErrorKind, State, StateError},
@@ -96,8 +99,10 @@ pub struct DaemonInfo {
     pub started: Instant,
 }
 
-pub struct Control {
-    pub dp: Dataplane,
+/// The control task's state, over the data plane's maps `M` (the kernel's in the daemon, a
+/// recorder in the replay tests).
+pub struct Control<M = Dataplane> {
+    pub maps: M,
     pub state: State,
     pub encap: DataplaneConfig,
     pub store: Option<Store>,
@@ -130,10 +135,10 @@ impl Handle {
 
 /// Start the control task; it stops when every [`Handle`] is dropped and gives `Control` back
 /// (so the caller can detach the program).
-pub fn spawn(
-    mut control: Control,
+pub fn spawn<M: MapStore + Send + 'static>(
+    mut control: Control<M>,
     sample_every: Duration,
-) -> (Handle, tokio::task::JoinHandle<Control>) {
+) -> (Handle, tokio::task::JoinHandle<Control<M>>) {
     let (tx, mut rx) = mpsc::channel::<(Request, oneshot::Sender<Reply>)>(64);
     let task = tokio::spawn(async move {
         let (report_tx, mut reports) = mpsc::channel(1024);
@@ -165,7 +170,7 @@ pub fn spawn(
     (Handle { tx }, task)
 }
 
-impl Control {
+impl<M: MapStore> Control<M> {
     pub fn handle(&mut self, req: Request) -> Reply {
         match req {
             Request::ListVips => Ok(json(&self.vip_views())),
@@ -186,19 +191,48 @@ impl Control {
         }
     }
 
-    /// Write pending changes to the maps and persist the desired state.
-    fn commit(&mut self) -> Result<(), ApiError> {
-        crate::reconcile::sync(&mut self.dp, &mut self.state, &self.encap).map_err(|e| {
-            error!("writing the maps failed (will retry with the next change): {e:#}");
-            ApiError::internal(&e)
-        })?;
-        if let Some(store) = &self.store {
-            store.save(&self.state).map_err(|e| {
-                error!("the change is live but could not be persisted: {e:#}");
-                ApiError::internal(&e.context("the change is live but was not persisted"))
-            })?;
+    /// Make a change all or nothing: `op` works on a copy of the desired state (a refused
+    /// request changes nothing), the copy is written to the maps and persisted, and only then
+    /// becomes the running state. If writing or persisting fails, the maps are put back to what
+    /// the running state says and the error is returned: the running state, the maps and the
+    /// state file stay what they were, and later changes are not held up by this one.
+    fn change<T>(
+        &mut self,
+        op: impl FnOnce(&mut State) -> Result<T, StateError>,
+    ) -> Result<T, ApiError> {
+        let mut next = self.state.clone();
+        let out = op(&mut next)?;
+        self.commit(next)?;
+        Ok(out)
+    }
+
+    /// Write `next` to the maps and persist it, then run it; see [`Control::change`].
+    fn commit(&mut self, next: State) -> Result<(), ApiError> {
+        self.commit_with(next, self.encap)
+    }
+
+    /// [`Control::commit`] with new host-wide settings, which are kept only if it succeeds.
+    fn commit_with(&mut self, next: State, encap: DataplaneConfig) -> Result<(), ApiError> {
+        let before = std::mem::replace(&mut self.state, next);
+        let written = crate::reconcile::sync(&mut self.maps, &mut self.state, &encap)
+            .map_err(|e| e.context("writing the maps"));
+        let saved = written.and_then(|()| match &self.store {
+            Some(store) => store
+                .save(&self.state)
+                .map_err(|e| e.context("saving the state file")),
+            None => Ok(()),
+        });
+        let Err(e) = saved else {
+            self.encap = encap;
+            return Ok(());
+        };
+        error!("change refused, running state kept: {e:#}");
+        let failed = std::mem::replace(&mut self.state, before);
+        self.state.recover_from(&failed);
+        if let Err(again) = crate::reconcile::sync(&mut self.maps, &mut self.state, &self.encap) {
+            error!("putting the maps back failed too (retried with the next change): {again:#}");
         }
-        Ok(())
+        Err(ApiError::internal(&e))
     }
 }
 

@@ -6,6 +6,7 @@ use lb_common::stats::{Counter, STAT_COUNT, STAT_NAMES};
 use log::warn;
 
 use super::Control;
+use crate::maps::MapStore;
 use crate::{
     api::types::{StatsView, TrafficView},
     metrics,
@@ -27,21 +28,21 @@ pub struct Sampler {
     latest: Option<Sample>,
 }
 
-impl Control {
+impl<M: MapStore> Control<M> {
     pub fn read_sample(&self) -> anyhow::Result<Sample> {
         let mut vips = HashMap::new();
         for v in &self.state.vips {
-            vips.insert(v.id, self.dp.vip_stats(v.id)?);
+            vips.insert(v.id, self.maps.vip_stats(v.id)?);
         }
         let mut backends = HashMap::new();
         for (id, _) in self.state.backends() {
-            backends.insert(id, self.dp.backend_stats(id)?);
+            backends.insert(id, self.maps.backend_stats(id)?);
         }
         Ok(Sample {
             at: Instant::now(),
             vips,
             backends,
-            events: self.dp.global_stats()?,
+            events: self.maps.global_stats()?,
         })
     }
 

@@ -1,7 +1,7 @@
 //! Read-only answers: VIPs, their backends and ring shares, daemon status.
-use std::time::{Instant, SystemTime};
 
 use super::{ApiError, Control};
+use crate::maps::MapStore;
 use crate::{
     api::types::{BackendView, CheckView, Forwarding, StatusView, VipRef, VipView},
     health::probe::Verdict,
@@ -9,7 +9,7 @@ use crate::{
     wire::vip_key,
 };
 
-impl Control {
+impl<M: MapStore> Control<M> {
     pub(super) fn vip_views(&self) -> Vec<VipView> {
         self.state.vips.iter().map(|v| self.vip_view(v)).collect()
     }
@@ -28,7 +28,7 @@ impl Control {
     }
 
     fn vip_view(&self, v: &VipState) -> VipView {
-        let now = Instant::now();
+        let now = self.state.clock.now();
         // Shares and weights of the ring last published (what the data plane holds).
         let slots = &v.slot_counts;
         let backends = v
@@ -57,7 +57,7 @@ impl Control {
                         .flatten(),
                     drain_remaining_seconds: m.drain.map(|d| {
                         d.deadline
-                            .duration_since(SystemTime::now())
+                            .duration_since(self.state.clock.wall())
                             .unwrap_or_default()
                             .as_secs_f64()
                     }),

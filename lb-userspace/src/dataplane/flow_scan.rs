@@ -5,7 +5,7 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use anyhow::{Result, bail};
 use aya::maps::IterableMap as _;
-use lb_common::flow::{FLOW_TICK_SHIFT, FlowKey, FlowState};
+use lb_common::flow::{FlowKey, FlowState};
 
 use super::Maps;
 
@@ -29,8 +29,8 @@ struct BatchAttr {
 
 impl Maps {
     /// Call `f` for every flow-table entry. Entries added or evicted during the scan may be
-    /// missed or seen: callers count, they do not need a snapshot.
-    pub fn scan_flows(&self, mut f: impl FnMut(&FlowKey, &FlowState)) -> Result<()> {
+    /// missed or seen: callers count, they do not need a snapshot. (`MapStore::scan_flows`.)
+    pub(super) fn scan_flow_table(&self, f: &mut dyn FnMut(&FlowKey, &FlowState)) -> Result<()> {
         let fd = self.flows.map().fd().as_fd().as_raw_fd();
         let mut keys = vec![FlowKey::default(); BATCH];
         let mut values = vec![FlowState::default(); BATCH];
@@ -81,15 +81,7 @@ impl Maps {
     }
 }
 
-/// The coarse monotonic clock in flow-table ticks, as the XDP program reads it
-/// (`bpf_ktime_get_coarse_ns` is `CLOCK_MONOTONIC_COARSE`).
+/// The coarse monotonic clock in flow-table ticks, as the XDP program reads it.
 pub fn flow_clock_tick() -> u32 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-    (ns >> FLOW_TICK_SHIFT) as u32
+    crate::clock::Clock::system().flow_tick()
 }

@@ -62,8 +62,6 @@ pub struct Maps {
     vip_stats: PerCpuArray<MapData, Counter>,
     backend_stats: PerCpuArray<MapData, Counter>,
     global_stats: PerCpuArray<MapData, u64>,
-    /// VIP addresses whose address entries are written (see `sync_addresses`).
-    addresses: std::collections::BTreeSet<std::net::IpAddr>,
 }
 
 impl std::ops::Deref for Dataplane {
@@ -112,7 +110,6 @@ impl Dataplane {
             vip_stats: take(&mut ebpf, "VIP_STATS")?,
             backend_stats: take(&mut ebpf, "BACKEND_STATS")?,
             global_stats: take(&mut ebpf, "GLOBAL_STATS")?,
-            addresses: Default::default(),
         };
         Ok(Dataplane {
             ebpf,
@@ -152,69 +149,42 @@ impl Dataplane {
     }
 }
 
-impl Maps {
-    pub fn set_config(&mut self, cfg: &DataplaneConfig) -> Result<()> {
+/// The real maps behind the control plane's seam.
+impl crate::maps::MapStore for Maps {
+    fn set_config(&mut self, cfg: &DataplaneConfig) -> Result<()> {
         self.config.set(0, cfg, 0).context("writing CONFIG")
     }
 
-    pub fn set_backend(&mut self, id: u32, b: &Backend) -> Result<()> {
+    fn set_backend(&mut self, id: u32, b: &Backend) -> Result<()> {
         self.backends
             .set(id, b, 0)
             .with_context(|| format!("writing backend {id}"))
     }
 
-    pub fn write_ring(&mut self, base: u32, ring: &[u32]) -> Result<()> {
+    fn write_ring(&mut self, base: u32, ring: &[u32]) -> Result<()> {
         self.rings.write(base, ring)
     }
 
-    /// Ring slots as the data plane sees them.
-    pub fn read_ring(&self, base: u32, len: usize) -> Vec<u32> {
-        self.rings.read(base, len)
-    }
-
-    pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()> {
+    fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()> {
         self.vips.insert(key, meta, 0).context("writing VIP")
     }
 
-    /// Make the address entries (ICMP echo answered, fragments dropped) exactly `want`.
-    pub fn sync_addresses(
-        &mut self,
-        want: &std::collections::BTreeSet<std::net::IpAddr>,
-    ) -> Result<()> {
-        let key = |a: &std::net::IpAddr| VipKey {
-            addr: crate::wire::ip_words(*a),
-            port: 0,
-            proto: lb_common::vip::VIP_ADDRESS_PROTO,
-            family: crate::wire::family(*a),
-        };
-        let value = VipMeta {
-            flags: lb_common::vip::VIP_F_ADDRESS,
-            ..VipMeta::default()
-        };
-        for a in want.difference(&self.addresses.clone()) {
-            self.vips
-                .insert(key(a), value, 0)
-                .context("writing a VIP address entry")?;
-            self.addresses.insert(*a);
+    fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
+        match self.vips.remove(key) {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(e) => Err(e).context("removing VIP"),
         }
-        for a in self.addresses.clone().difference(want) {
-            let _ = self.vips.remove(&key(a));
-            self.addresses.remove(a);
-        }
-        Ok(())
     }
 
-    pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
-        self.vips.remove(key).context("removing VIP")
-    }
-
-    /// The flow table's entry for a flow, if any.
-    pub fn flow(&self, key: &FlowKey) -> Option<FlowState> {
+    fn flow(&self, key: &FlowKey) -> Option<FlowState> {
         self.flows.get(key, 0).ok()
     }
 
-    /// Outcome and flow-table counters summed over CPUs, indexed by `Stat`.
-    pub fn global_stats(&self) -> Result<[u64; STAT_COUNT as usize]> {
+    fn scan_flows(&self, f: &mut dyn FnMut(&FlowKey, &FlowState)) -> Result<()> {
+        self.scan_flow_table(f)
+    }
+
+    fn global_stats(&self) -> Result<[u64; STAT_COUNT as usize]> {
         let mut out = [0u64; STAT_COUNT as usize];
         for (i, slot) in out.iter_mut().enumerate() {
             let per_cpu = self.global_stats.get(&(i as u32), 0)?;
@@ -223,12 +193,46 @@ impl Maps {
         Ok(out)
     }
 
-    pub fn vip_stats(&self, vip_id: u32) -> Result<Counter> {
+    fn vip_stats(&self, vip_id: u32) -> Result<Counter> {
         sum_counters(&self.vip_stats, vip_id)
     }
 
-    pub fn backend_stats(&self, backend_id: u32) -> Result<Counter> {
+    fn backend_stats(&self, backend_id: u32) -> Result<Counter> {
         sum_counters(&self.backend_stats, backend_id)
+    }
+}
+
+/// The loaded program's maps, for the control task.
+impl crate::maps::MapStore for Dataplane {
+    fn set_config(&mut self, cfg: &DataplaneConfig) -> Result<()> {
+        self.maps.set_config(cfg)
+    }
+    fn set_backend(&mut self, id: u32, b: &Backend) -> Result<()> {
+        self.maps.set_backend(id, b)
+    }
+    fn write_ring(&mut self, base: u32, ring: &[u32]) -> Result<()> {
+        self.maps.write_ring(base, ring)
+    }
+    fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()> {
+        self.maps.set_vip(key, meta)
+    }
+    fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
+        self.maps.remove_vip(key)
+    }
+    fn flow(&self, key: &FlowKey) -> Option<FlowState> {
+        self.maps.flow(key)
+    }
+    fn scan_flows(&self, f: &mut dyn FnMut(&FlowKey, &FlowState)) -> Result<()> {
+        crate::maps::MapStore::scan_flows(&self.maps, f)
+    }
+    fn global_stats(&self) -> Result<[u64; STAT_COUNT as usize]> {
+        self.maps.global_stats()
+    }
+    fn vip_stats(&self, vip_id: u32) -> Result<Counter> {
+        self.maps.vip_stats(vip_id)
+    }
+    fn backend_stats(&self, backend_id: u32) -> Result<Counter> {
+        self.maps.backend_stats(backend_id)
     }
 }
 

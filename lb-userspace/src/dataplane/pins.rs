@@ -3,7 +3,6 @@
 //! and every map's shape, adopts the maps (flow table, rings, counters and all), and swaps its
 //! freshly loaded program into the pinned link with `bpf_link_update`: packets never stop.
 use std::{
-    collections::BTreeSet,
     net::IpAddr,
     path::{Path, PathBuf},
 };
@@ -57,6 +56,8 @@ pub struct Adopted {
     /// Backends the data plane had marked down (health or operator).
     pub down: Vec<IpAddr>,
     pub vips: Vec<(VipKey, VipMeta)>,
+    /// Addresses with an address entry (see `VIP_ADDRESS_PROTO`), so later syncs remove them.
+    pub addresses: Vec<IpAddr>,
     pub flows: u64,
 }
 
@@ -224,25 +225,14 @@ impl Dataplane {
         }
         for item in self.vips.iter() {
             let (k, v) = item?;
-            if k.proto != VIP_ADDRESS_PROTO {
+            if k.proto == VIP_ADDRESS_PROTO {
+                a.addresses.push(words_ip(&k.addr, k.family));
+            } else {
                 a.vips.push((k, v));
             }
         }
-        self.scan_flows(|_, _| a.flows += 1)?;
+        self.scan_flow_table(&mut |_, _| a.flows += 1)?;
         Ok(a)
-    }
-
-    /// The VIP address entries present in the adopted maps (so later syncs can remove them).
-    pub fn adopt_addresses(&mut self) -> Result<()> {
-        let mut found = BTreeSet::new();
-        for k in self.vips.keys() {
-            let k = k?;
-            if k.proto == VIP_ADDRESS_PROTO {
-                found.insert(words_ip(&k.addr, k.family));
-            }
-        }
-        self.maps.addresses = found;
-        Ok(())
     }
 
     /// Attach through the link pinned in `dir` (replacing its program atomically) or, without

@@ -75,15 +75,6 @@ impl RingMemory {
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
-
-    /// Read slots back (tests, diagnostics).
-    pub fn read(&self, base: u32, len: usize) -> Vec<u32> {
-        let start = (base as usize).min(self.slots);
-        let end = (start + len).min(self.slots);
-        // SAFETY: in bounds by the clamping above.
-        let slots = unsafe { std::slice::from_raw_parts(self.ptr.add(start), end - start) };
-        slots.iter().map(|&v| v as u32).collect()
-    }
 }
 
 impl Drop for RingMemory {

@@ -26,6 +26,7 @@ pub(super) struct Adoption {
 impl State {
     /// Hold what `a` uses, before any VIP or backend is added.
     pub fn adopt(&mut self, a: &Adopted) {
+        self.published_addresses = a.addresses.iter().copied().collect();
         let mut ad = Adoption::default();
         for &(id, addr) in &a.backends {
             ad.backend_ids.insert(addr, id);
@@ -148,6 +149,7 @@ mod tests {
                 ),
             ],
             down: Vec::new(),
+            addresses: Vec::new(),
             flows: 0,
         };
         let cfg = Config::parse(CFG).unwrap();

@@ -62,8 +62,7 @@ pub struct Drain {
 }
 
 impl Drain {
-    pub fn starting(timeout: Duration) -> Drain {
-        let now = SystemTime::now();
+    pub fn starting(now: SystemTime, timeout: Duration) -> Drain {
         Drain {
             since: now,
             deadline: now + timeout,
@@ -395,12 +394,13 @@ impl State {
     }
 
     fn start_slow_start(&mut self, id: u32) {
+        let now = self.clock.now();
         for v in &mut self.vips {
             if v.spec.policy.slow_start.is_zero() {
                 continue;
             }
             for m in v.members.iter_mut().filter(|m| m.backend_id == id) {
-                m.slow_start_from = Some(Instant::now());
+                m.slow_start_from = Some(now);
             }
         }
     }

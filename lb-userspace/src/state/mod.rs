@@ -4,11 +4,7 @@
 //!
 //! Every change (configuration at start-up, API calls, `config apply`) goes through the
 //! operations here; they validate first and change nothing on error.
-use std::{
-    collections::{BTreeSet, HashMap},
-    fmt,
-    net::IpAddr,
-};
+use std::{collections::BTreeSet, fmt, net::IpAddr};
 
 use lb_common::{
     backend::{BACKEND_F_VALID, Backend},
@@ -19,6 +15,7 @@ use lb_common::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    clock::Clock,
     config::{
         BackendRef, Config, DataplaneOptions, HealthCheckConfig, MAX_RING_SIZE, Protocol, Vip,
         VipPolicy, is_prime, resolve_check, validate_policy,
@@ -174,6 +171,10 @@ pub struct State {
     pending: Pending,
     /// Ids and ring halves held for an adopted data plane (see `adopt`).
     adoption: adopt::Adoption,
+    /// Slow-start and drain times are taken from it.
+    pub clock: Clock,
+    /// Addresses whose address entry the maps hold (written by the reconciler).
+    pub published_addresses: BTreeSet<IpAddr>,
 }
 
 /// What [`crate::reconcile::sync`] still has to write.
@@ -202,6 +203,8 @@ impl State {
                 ..Pending::default()
             },
             adoption: Default::default(),
+            clock: Clock::system(),
+            published_addresses: BTreeSet::new(),
         }
     }
 
@@ -431,7 +434,7 @@ impl State {
             weight,
             drain: None,
             health_check: None,
-            slow_start_from: slow.then(std::time::Instant::now),
+            slow_start_from: slow.then(|| self.clock.now()),
         });
         self.pending.vips.insert(self.vips[i].id);
         Ok(id)
@@ -443,7 +446,12 @@ impl State {
     pub fn remove_backend(&mut self, key: &VipKey, addr: IpAddr) -> Result<(), StateError> {
         let (i, j) = self.member_index(key, addr)?;
         let m = self.vips[i].members.remove(j);
-        self.pending.vips.insert(self.vips[i].id);
+        // A member the published ring does not name (drained, down, weight 0) leaves it as it
+        // is: no rebuild. (Before the first publish there is no ring to keep.)
+        let v = &self.vips[i];
+        if v.published_weights.contains_key(&m.backend_id) || v.active.is_none() {
+            self.pending.vips.insert(v.id);
+        }
         self.release_backend(m.backend_id);
         Ok(())
     }
@@ -493,17 +501,22 @@ impl State {
         drain: Option<DrainRequest>,
     ) -> Result<Member, StateError> {
         let (i, j) = self.member_index(key, addr)?;
+        let now = self.clock.wall();
         let m = &mut self.vips[i].members[j];
+        let before = m.clone();
         if let Some(w) = weight {
             m.weight = w;
         }
         match drain {
-            Some(DrainRequest::Start { timeout }) => m.drain = Some(Drain::starting(timeout)),
+            Some(DrainRequest::Start { timeout }) => m.drain = Some(Drain::starting(now, timeout)),
             Some(DrainRequest::Cancel) => m.drain = None,
             None => {}
         }
         let after = m.clone();
-        self.pending.vips.insert(self.vips[i].id);
+        // The same weight again (or a new deadline for a drain under way) rebuilds no ring.
+        if after.weight != before.weight || after.draining() != before.draining() {
+            self.pending.vips.insert(self.vips[i].id);
+        }
         Ok(after)
     }
 
@@ -681,6 +694,32 @@ impl State {
         self.pending.vips = self.vips.iter().map(|v| v.id).collect();
     }
 
+    /// Go back to this state (the one before a change) after the change's state, `failed`, was
+    /// partly written to the maps: the next sync writes this state over whatever got written.
+    /// Ring halves follow the maps (a VIP the failed sync flipped keeps its new active half, so
+    /// this ring goes into the other one, as any publish does); VIPs and backends only the
+    /// failed state had are removed and cleared.
+    pub fn recover_from(&mut self, failed: &State) {
+        for v in &mut self.vips {
+            if let Some(f) = failed.vips.iter().find(|f| f.key == v.key)
+                && f.regions == v.regions
+            {
+                v.active = f.active;
+                v.rebuilds = f.rebuilds;
+            }
+        }
+        for f in &failed.vips {
+            if self.vip(&f.key).is_err() {
+                self.pending.removed_vips.push(f.key);
+            }
+        }
+        self.published_addresses = failed.published_addresses.clone();
+        self.mark_all_pending();
+        for (id, _) in failed.backends() {
+            self.pending.backends.insert(id);
+        }
+    }
+
     /// Put back what a failed write did not finish, so the next sync retries it.
     pub fn restore_pending(&mut self, p: Pending) {
         self.pending.config |= p.config;
@@ -691,17 +730,6 @@ impl State {
 
     pub fn vip_by_id_mut(&mut self, id: u32) -> Option<&mut VipState> {
         self.vips.iter_mut().find(|v| v.id == id)
-    }
-
-    /// Index of backend ids to VIP names, for status and metrics.
-    pub fn backend_vips(&self) -> HashMap<u32, Vec<String>> {
-        let mut m: HashMap<u32, Vec<String>> = HashMap::new();
-        for v in &self.vips {
-            for mem in &v.members {
-                m.entry(mem.backend_id).or_default().push(v.spec.name());
-            }
-        }
-        m
     }
 }
 

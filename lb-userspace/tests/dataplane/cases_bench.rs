@@ -2,6 +2,7 @@
 //! run give the same verdict and output bytes as one run of `sheave_lb`, and every iteration
 //! counts (flow-table hits, or new flows when the source varies). The flow-table floor does the
 //! lookup and insert `sheave_lb` does, on the same map.
+use lb_userspace::maps::MapStore as _;
 use std::net::SocketAddr;
 
 use anyhow::{Result, ensure};
@@ -84,7 +85,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                     "each iteration a new flow"
                 );
                 let mut flows = 0;
-                lb.dp.scan_flows(|_, _| flows += 1)?;
+                lb.dp.scan_flows(&mut |_, _| flows += 1)?;
                 ensure!(flows == 64, "{flows} flows in the table");
                 Ok(())
             },
@@ -103,7 +104,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                     "the first call misses"
                 );
                 let mut flows = 0;
-                lb.dp.scan_flows(|_, _| flows += 1)?;
+                lb.dp.scan_flows(&mut |_, _| flows += 1)?;
                 ensure!(flows == 1, "{flows} flows in the table");
                 // The very entry sheave_lb would find: its next packet of the flow is a hit.
                 let ack = packets::tcp(c, vip, F::Ack, b"x");

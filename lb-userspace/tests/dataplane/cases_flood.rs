@@ -1,5 +1,6 @@
 //! The new-flow guard: above a VIP's new-flow limit, new flows are still forwarded by the ring
 //! but not put in the flow table, so a flood of new tuples cannot evict established flows.
+use lb_userspace::maps::MapStore as _;
 use std::net::SocketAddr;
 
 use anyhow::{Result, bail, ensure};

@@ -2,6 +2,7 @@
 //! next packet, a draining backend keeps its flows, a VIP with every backend down fails open
 //! or drops as configured, and the flow table records when each flow was last seen (what drains
 //! count).
+use lb_userspace::maps::MapStore as _;
 use std::{
     net::{IpAddr, SocketAddr},
     time::Instant,
@@ -12,7 +13,7 @@ use lb_common::stats::Stat;
 use lb_userspace::{
     config::{HealthCheckConfig, Protocol::Tcp, resolve_check},
     dataplane::flow_scan::flow_clock_tick,
-    health::probe::Verdict,
+    health::{probe::Verdict, spec::InitialState},
     state::{CheckStatus, DrainRequest},
     wire::flow_key,
 };
@@ -29,23 +30,36 @@ fn sa(s: &str) -> SocketAddr {
 }
 
 /// Record a settled health verdict for `backend`, as the control task does for a check task's
-/// report, and write the maps.
+/// report, and write the maps. The backend's VIPs get a TCP check first (starting `up`, so the
+/// other backends stay as they are): a verdict counts only for a check some VIP wants.
 fn set_health(lb: &mut Lb, backend: IpAddr, verdict: Verdict) -> Result<()> {
-    let spec = resolve_check(
-        Some(&HealthCheckConfig {
-            kind: Some("tcp".into()),
-            ..Default::default()
-        }),
-        None,
-        80,
-    )?
-    .context("a check")?;
-    let status = CheckStatus {
-        verdict,
-        reason: "test".into(),
-        since: Instant::now(),
-        last: None,
+    let check = HealthCheckConfig {
+        kind: Some("tcp".into()),
+        initial_state: Some(InitialState::Up),
+        ..Default::default()
     };
+    let spec = resolve_check(Some(&check), None, 80)?.context("a check")?;
+    let with_check: Vec<_> = lb
+        .state
+        .vips
+        .iter()
+        .filter(|v| {
+            v.spec.port == 80
+                && v.members
+                    .iter()
+                    .any(|m| lb.state.backend_address(m.backend_id) == backend)
+        })
+        .map(|v| {
+            let mut spec = v.spec.clone();
+            spec.policy.health_check = Some(check.clone());
+            spec
+        })
+        .collect();
+    for spec in &with_check {
+        lb.state.update_vip(spec)?;
+    }
+    let status = CheckStatus::settled(verdict, "test", Instant::now());
+    lb.state.align_checks(Instant::now());
     lb.state
         .set_check_status(backend, &spec, status, Instant::now());
     lb.sync()
@@ -198,7 +212,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             }
             let now = flow_clock_tick();
             let mut seen = 0;
-            lb.dp.scan_flows(|_, v| {
+            lb.dp.scan_flows(&mut |_, v| {
                 // Within a second (ticks are ~1 ms) of now.
                 if now.wrapping_sub(v.last_seen) < 1000 {
                     seen += 1;

@@ -2,6 +2,7 @@
 //! VIP flow (fragmentation needed, packet too big) go to the backend that owns the flow, so path
 //! MTU discovery works through DSR; TCP FIN/RST and SYN reuse in the flow table; IPv6
 //! extension headers.
+use lb_userspace::maps::MapStore as _;
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::ensure;

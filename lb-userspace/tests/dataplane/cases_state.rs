@@ -1,5 +1,6 @@
 //! Stateful sequences: the flow table keeps established flows on their backend when the ring
 //! changes, reschedules flows whose backend is gone, and the counters add up.
+use lb_userspace::maps::MapStore as _;
 use std::net::SocketAddr;
 
 use anyhow::ensure;

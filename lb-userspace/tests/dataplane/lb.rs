@@ -1,5 +1,6 @@
 //! The load balancer under test: the real program loaded with a fixture configuration through
 //! the daemon's own state and reconcile code, run with BPF_PROG_TEST_RUN.
+use lb_userspace::maps::MapStore as _;
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context as _, Result, bail, ensure};

@@ -52,7 +52,7 @@ pub fn store(backend_id: u32, backend: &Backend, hop: &Hop, tot_len: u16, now: u
             checked_len,
             smac: hop.smac,
             dmac: hop.dmac,
-            _pad: [0; 2],
+            _pad: [0; 6],
             expires_ns: now + TTL_NS,
         };
     }
