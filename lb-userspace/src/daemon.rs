@@ -154,6 +154,7 @@ pub fn run(opts: &Options) -> Result<()> {
 async fn serve(opts: &Options) -> Result<()> {
     let api_metrics = Arc::new(DaemonMetrics::new());
     let control = start(opts, api_metrics.clone())?;
+    let counters = Arc::new(control.maps.counters.duplicate()?);
     let (handle, task) = control::spawn(control, opts.stats_interval);
 
     let api_listener = bind_socket(&opts.socket)?;
@@ -162,9 +163,12 @@ async fn serve(opts: &Options) -> Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let api = tokio::spawn(
-        axum::serve(api_listener, api_router(handle.clone(), api_metrics))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
+        axum::serve(
+            api_listener,
+            api_router(handle.clone(), api_metrics.clone()),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
     );
     let metrics = match opts.metrics_address {
         Some(addr) => {
@@ -172,7 +176,7 @@ async fn serve(opts: &Options) -> Result<()> {
                 .await
                 .with_context(|| format!("listening for /metrics on {addr}"))?;
             Some(tokio::spawn(
-                axum::serve(l, metrics_router(handle.clone()))
+                axum::serve(l, metrics_router(handle.clone(), api_metrics, counters))
                     .with_graceful_shutdown(stopped(stop_rx.clone()))
                     .into_future(),
             ))

@@ -1,16 +1,22 @@
-//! Prometheus metrics (text exposition via the `prometheus` crate).
+//! Prometheus metrics.
 //!
-//! Data-plane counters live in per-CPU maps; at each scrape they are summed over CPUs and exposed
-//! as counters built for that scrape (so values are exactly the kernel's). API request counts and
-//! build info live in a long-lived registry.
+//! A scrape never holds up a change: the control task only hands over a [`Snapshot`] of the
+//! state the gauges describe (names, weights, member states: a copy, no rendering), and the
+//! `/metrics` handler reads the per-CPU counter maps through its own handles
+//! ([`Counters::duplicate`]) and writes the text off the control task, straight into one string
+//! (the per-scrape series are not built as a `prometheus` registry first: at 500 VIPs × 32
+//! backends that took half a second and hundreds of megabytes). Values are exactly the kernel's
+//! at the scrape. The daemon's own metrics (API requests, transitions, check durations, build
+//! info) live in a long-lived `prometheus` registry and are appended with its encoder.
+use std::fmt::Write as _;
+
+use lb_common::stats::{Counter, STAT_NAMES};
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::{
-    control::stats::Sample,
-    state::{MemberState, State},
-};
+use crate::{dataplane::counters::Counters, state::MemberState};
 
 /// Metrics the daemon itself maintains.
 pub struct DaemonMetrics {
@@ -85,17 +91,36 @@ impl Default for DaemonMetrics {
     }
 }
 
-fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique");
-    c
+/// What the gauges describe, copied out of the control task for one scrape.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub vips: Vec<VipGauge>,
+    pub members: Vec<MemberGauge>,
+    /// Backend ids in use and their addresses.
+    pub backends: Vec<(u32, String)>,
 }
 
-fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique");
-    g
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VipGauge {
+    pub name: String,
+    pub id: u32,
+    pub rebuilds: u64,
+    pub all_down: bool,
 }
+
+/// A VIP member's state for the gauges.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberGauge {
+    pub vip: String,
+    pub backend: String,
+    pub weight: u16,
+    pub state: String,
+    /// Live flows while draining.
+    pub flows: Option<u64>,
+}
+
+/// A counter family read from a `Counter`: name, help, which field.
+type CounterFamily = (&'static str, &'static str, fn(&Counter) -> u64);
 
 /// Which XDP action an outcome counter stands for, and why.
 fn action_reason(stat: &str) -> Option<(&'static str, &str)> {
@@ -114,173 +139,270 @@ fn action_reason(stat: &str) -> Option<(&'static str, &str)> {
     }
 }
 
-/// A VIP member's state for the gauges.
-pub struct MemberGauge {
-    pub vip: String,
-    pub backend: String,
-    pub state: &'static str,
-    /// Live flows while draining.
-    pub flows: Option<u64>,
+/// Prometheus text exposition, written as it goes: a family's help and type line, then its
+/// samples (a family without samples is left out, as client libraries do).
+struct Text {
+    out: String,
+    /// The family whose header is pending until its first sample.
+    header: Option<String>,
 }
 
-/// The full exposition: data-plane counters from `sample`, state gauges, API metrics.
-pub fn render(
-    api: &DaemonMetrics,
-    state: &State,
-    sample: &Sample,
-    members: &[MemberGauge],
-    all_down: &[(String, bool)],
-) -> String {
-    let r = Registry::new();
-    let vip_packets = counter(
-        &r,
-        "sheave_vip_packets_total",
-        "Packets received for a VIP",
-        &["vip"],
-    );
-    let vip_bytes = counter(
-        &r,
-        "sheave_vip_bytes_total",
-        "Bytes received for a VIP (Ethernet frames)",
-        &["vip"],
-    );
-    let vip_flows = counter(
-        &r,
-        "sheave_vip_new_flows_total",
-        "Flows scheduled on a VIP's ring",
-        &["vip"],
-    );
-    let be_packets = counter(
-        &r,
-        "sheave_backend_packets_total",
-        "Packets forwarded to a backend",
-        &["backend"],
-    );
-    let be_bytes = counter(
-        &r,
-        "sheave_backend_bytes_total",
-        "Bytes forwarded to a backend (before encapsulation)",
-        &["backend"],
-    );
-    let be_flows = counter(
-        &r,
-        "sheave_backend_new_flows_total",
-        "New flows scheduled to a backend",
-        &["backend"],
-    );
-    let lookups = counter(
-        &r,
-        "sheave_flow_table_lookups_total",
-        "Flow-table lookups by result",
-        &["result"],
-    );
-    let xdp = counter(
-        &r,
-        "sheave_xdp_packets_total",
-        "Packets by XDP action and reason",
-        &["action", "reason"],
-    );
-    let rebuilds = counter(
-        &r,
+impl Text {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        self.header = Some(format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        if let Some(h) = self.header.take() {
+            self.out.push_str(&h);
+        }
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// A label value as the text format wants it: backslash, quote and newline escaped.
+fn escape(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.contains(['\\', '"', '\n']) {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        v.into()
+    }
+}
+
+/// The full exposition: data-plane counters read from `counters` now, the state gauges of
+/// `snap`, the daemon's own metrics. A counter map that cannot be read leaves its families out
+/// (and says so in the log); the rest is still served.
+pub fn render(api: &DaemonMetrics, snap: &Snapshot, counters: &Counters) -> String {
+    let mut t = Text {
+        out: String::with_capacity(256 + 200 * (snap.members.len() * 7 + snap.vips.len() * 5)),
+        header: None,
+    };
+    let read = |what: &str, r: anyhow::Result<Counter>| {
+        r.map_err(|e| log::warn!("reading {what} for /metrics: {e:#}"))
+            .ok()
+    };
+    let vip_counts: Vec<(&VipGauge, Option<Counter>)> = snap
+        .vips
+        .iter()
+        .map(|v| (v, read("VIP counters", counters.vip(v.id))))
+        .collect();
+    let families: [CounterFamily; 3] = [
+        (
+            "sheave_vip_packets_total",
+            "Packets received for a VIP",
+            |c| c.packets,
+        ),
+        (
+            "sheave_vip_bytes_total",
+            "Bytes received for a VIP (Ethernet frames)",
+            |c| c.bytes,
+        ),
+        (
+            "sheave_vip_new_flows_total",
+            "Flows scheduled on a VIP's ring",
+            |c| c.new_flows,
+        ),
+    ];
+    for (name, help, field) in families {
+        t.family(name, "counter", help);
+        for (v, c) in &vip_counts {
+            if let Some(c) = c {
+                t.sample(name, &[("vip", &v.name)], field(c));
+            }
+        }
+    }
+    let be_counts: Vec<(&str, Option<Counter>)> = snap
+        .backends
+        .iter()
+        .map(|(id, addr)| {
+            (
+                addr.as_str(),
+                read("backend counters", counters.backend(*id)),
+            )
+        })
+        .collect();
+    let families: [CounterFamily; 3] = [
+        (
+            "sheave_backend_packets_total",
+            "Packets forwarded to a backend",
+            |c| c.packets,
+        ),
+        (
+            "sheave_backend_bytes_total",
+            "Bytes forwarded to a backend (before encapsulation)",
+            |c| c.bytes,
+        ),
+        (
+            "sheave_backend_new_flows_total",
+            "New flows scheduled to a backend",
+            |c| c.new_flows,
+        ),
+    ];
+    for (name, help, field) in families {
+        t.family(name, "counter", help);
+        for (addr, c) in &be_counts {
+            if let Some(c) = c {
+                t.sample(name, &[("backend", addr)], field(c));
+            }
+        }
+    }
+    match counters.global() {
+        Ok(events) => global_families(&mut t, &events),
+        Err(e) => log::warn!("reading the outcome counters for /metrics: {e:#}"),
+    }
+    t.family(
         "sheave_ring_rebuilds_total",
+        "counter",
         "Maglev rings published per VIP",
-        &["vip"],
     );
-    let flood = counter(
-        &r,
-        "sheave_flood_guard_skipped_inserts_total",
-        "New flows forwarded but not put in the flow table: their VIP was above its new-flow limit",
-        &[],
-    );
-    let icmp_errors = counter(
-        &r,
-        "sheave_icmp_errors_to_backends_total",
-        "ICMP errors about VIP flows forwarded to the flows' backends",
-        &[],
-    );
-    let weight = gauge(
-        &r,
+    for v in &snap.vips {
+        t.sample(
+            "sheave_ring_rebuilds_total",
+            &[("vip", &v.name)],
+            v.rebuilds,
+        );
+    }
+    t.family(
         "sheave_backend_weight",
+        "gauge",
         "Configured weight of a backend in a VIP",
-        &["vip", "backend"],
     );
-    let bstate = gauge(
-        &r,
+    for m in &snap.members {
+        t.sample(
+            "sheave_backend_weight",
+            &[("vip", &m.vip), ("backend", &m.backend)],
+            m.weight,
+        );
+    }
+    t.family(
         "sheave_backend_state",
+        "gauge",
         "1 for the state a backend is in, per VIP",
-        &["vip", "backend", "state"],
     );
-
-    for v in &state.vips {
-        let name = v.spec.name();
-        let c = sample.vips.get(&v.id).copied().unwrap_or_default();
-        vip_packets.with_label_values(&[&name]).inc_by(c.packets);
-        vip_bytes.with_label_values(&[&name]).inc_by(c.bytes);
-        vip_flows.with_label_values(&[&name]).inc_by(c.new_flows);
-        rebuilds.with_label_values(&[&name]).inc_by(v.rebuilds);
-        for m in &v.members {
-            let addr = state.backend_address(m.backend_id).to_string();
-            weight
-                .with_label_values(&[&name, &addr])
-                .set(m.weight as i64);
-        }
-    }
-    let draining_flows = gauge(
-        &r,
-        "sheave_backend_draining_flows",
-        "Flows still on a draining backend (flow-table entries seen recently, not closed)",
-        &["vip", "backend"],
-    );
-    for m in members {
+    for m in &snap.members {
         for s in MemberState::ALL {
-            let on = s.name() == m.state;
-            bstate
-                .with_label_values(&[&m.vip, &m.backend, s.name()])
-                .set(on as i64);
-        }
-        if let Some(n) = m.flows {
-            draining_flows
-                .with_label_values(&[&m.vip, &m.backend])
-                .set(n as i64);
+            let on = u8::from(s.name() == m.state);
+            let labels = [
+                ("vip", m.vip.as_str()),
+                ("backend", &m.backend),
+                ("state", s.name()),
+            ];
+            t.sample("sheave_backend_state", &labels, on);
         }
     }
-    let vip_down = gauge(
-        &r,
-        "sheave_vip_all_backends_down",
-        "1 while every backend of the VIP is down (see all_backends_down)",
-        &["vip"],
+    t.family(
+        "sheave_backend_draining_flows",
+        "gauge",
+        "Flows still on a draining backend (flow-table entries seen recently, not closed)",
     );
-    for (vip, down) in all_down {
-        vip_down.with_label_values(&[vip]).set(*down as i64);
-    }
-    for (id, addr) in state.backends() {
-        let c = sample.backends.get(&id).copied().unwrap_or_default();
-        let a = addr.to_string();
-        be_packets.with_label_values(&[&a]).inc_by(c.packets);
-        be_bytes.with_label_values(&[&a]).inc_by(c.bytes);
-        be_flows.with_label_values(&[&a]).inc_by(c.new_flows);
-    }
-    for (name, value) in lb_common::stats::STAT_NAMES.iter().zip(sample.events) {
-        if *name == "flood_not_inserted" {
-            flood.with_label_values(&[] as &[&str]).inc_by(value);
-        } else if *name == "icmp_error_to_backend" {
-            icmp_errors.with_label_values(&[] as &[&str]).inc_by(value);
-        } else if let Some(result) = name.strip_prefix("flow_") {
-            lookups.with_label_values(&[result]).inc_by(value);
-        } else if let Some((action, reason)) = action_reason(name) {
-            xdp.with_label_values(&[action, reason]).inc_by(value);
+    for m in &snap.members {
+        if let Some(n) = m.flows {
+            let labels = [("vip", m.vip.as_str()), ("backend", &m.backend)];
+            t.sample("sheave_backend_draining_flows", &labels, n);
         }
     }
-    let mut families = r.gather();
-    families.extend(api.registry.gather());
-    TextEncoder::new()
-        .encode_to_string(&families)
-        .expect("text encoding cannot fail for valid families")
+    t.family(
+        "sheave_vip_all_backends_down",
+        "gauge",
+        "1 while every backend of the VIP is down (see all_backends_down)",
+    );
+    for v in &snap.vips {
+        t.sample(
+            "sheave_vip_all_backends_down",
+            &[("vip", &v.name)],
+            u8::from(v.all_down),
+        );
+    }
+    t.out + &render_api_only(api)
 }
 
-/// When the maps cannot be read: at least the daemon's own metrics.
+/// The outcome and flow-table counters, by XDP action and reason or lookup result.
+fn global_families(t: &mut Text, events: &[u64]) {
+    let named = || STAT_NAMES.iter().copied().zip(events.iter().copied());
+    t.family(
+        "sheave_flow_table_lookups_total",
+        "counter",
+        "Flow-table lookups by result",
+    );
+    for (name, value) in named() {
+        if let Some(result) = name.strip_prefix("flow_") {
+            t.sample(
+                "sheave_flow_table_lookups_total",
+                &[("result", result)],
+                value,
+            );
+        }
+    }
+    t.family(
+        "sheave_xdp_packets_total",
+        "counter",
+        "Packets by XDP action and reason",
+    );
+    for (name, value) in named() {
+        if let Some((action, reason)) = action_reason(name) {
+            let labels = [("action", action), ("reason", reason)];
+            t.sample("sheave_xdp_packets_total", &labels, value);
+        }
+    }
+    for (stat, name, help) in [
+        (
+            "flood_not_inserted",
+            "sheave_flood_guard_skipped_inserts_total",
+            "New flows forwarded but not put in the flow table: their VIP was above its new-flow limit",
+        ),
+        (
+            "icmp_error_to_backend",
+            "sheave_icmp_errors_to_backends_total",
+            "ICMP errors about VIP flows forwarded to the flows' backends",
+        ),
+    ] {
+        t.family(name, "counter", help);
+        for (n, value) in named() {
+            if n == stat {
+                t.sample(name, &[], value);
+            }
+        }
+    }
+}
+
+/// The daemon's own metrics (also all there is when the maps cannot be read).
 pub fn render_api_only(api: &DaemonMetrics) -> String {
     TextEncoder::new()
         .encode_to_string(&api.registry.gather())
         .expect("text encoding cannot fail for valid families")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_grouped_escaped_and_leaves_empty_families_out() {
+        let mut t = Text {
+            out: String::new(),
+            header: None,
+        };
+        t.family("a_total", "counter", "A");
+        t.family("b", "gauge", "B");
+        t.sample("b", &[("x", "q\"uote\\n")], 2);
+        t.sample("b", &[], 3);
+        assert_eq!(
+            t.out,
+            "# HELP b B\n# TYPE b gauge\nb{x=\"q\\\"uote\\\\n\"} 2\nb 3\n"
+        );
+    }
 }

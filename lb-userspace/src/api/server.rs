@@ -50,15 +50,31 @@ pub fn api_router(control: Handle, metrics: Arc<DaemonMetrics>) -> Router {
         .with_state(App { control, metrics })
 }
 
-/// `/metrics` for Prometheus.
-pub fn metrics_router(control: Handle) -> Router {
+/// `/metrics` for Prometheus: a snapshot from the control task, counters read and text written
+/// on a blocking thread, so a scrape never holds up a change.
+pub fn metrics_router(
+    control: Handle,
+    api: std::sync::Arc<crate::metrics::DaemonMetrics>,
+    counters: std::sync::Arc<crate::dataplane::counters::Counters>,
+) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
-            let control = control.clone();
+            let (control, api, counters) = (control.clone(), api.clone(), counters.clone());
             async move {
-                match control.call(Request::Metrics).await {
-                    Ok(serde_json::Value::String(text)) => (
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if let Err(e) = control.call(Request::Metrics(tx)).await {
+                    return error(e.status, &e.message);
+                }
+                let Ok(snap) = rx.await else {
+                    return error(503, "sheaved is shutting down");
+                };
+                let text = tokio::task::spawn_blocking(move || {
+                    crate::metrics::render(&api, &snap, &counters)
+                })
+                .await;
+                match text {
+                    Ok(text) => (
                         [(
                             header::CONTENT_TYPE,
                             "text/plain; version=0.0.4; charset=utf-8",
@@ -66,8 +82,7 @@ pub fn metrics_router(control: Handle) -> Router {
                         text,
                     )
                         .into_response(),
-                    Ok(_) => error(500, "unexpected metrics reply"),
-                    Err(e) => error(e.status, &e.message),
+                    Err(e) => error(500, &format!("rendering /metrics: {e}")),
                 }
             }
         }),

@@ -57,8 +57,7 @@ fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let result = if args.check {
-        Config::load(&args.config)
-            .map(|c| println!("{}: OK ({} VIPs)", args.config.display(), c.vips.len()))
+        check(&args.config)
     } else {
         options(args).and_then(|o| daemon::run(&o))
     };
@@ -102,4 +101,21 @@ fn options(args: Args) -> anyhow::Result<daemon::Options> {
         state_file: args.state_file,
         stats_interval: Duration::from_secs_f64(args.stats_interval),
     })
+}
+
+/// `--check`: everything start-up would refuse in the file itself (syntax, values, and whether
+/// it fits the maps it sizes), without touching the system.
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = Config::load(path)?;
+    let state = lb_userspace::state::State::from_config(&cfg, cfg.dataplane.ring_slots)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    println!(
+        "{}: OK ({} VIPs, {} backends, {} of {} ring slots)",
+        path.display(),
+        cfg.vips.len(),
+        state.backends().count(),
+        lb_userspace::state::State::slots_needed(&cfg),
+        cfg.dataplane.ring_slots
+    );
+    Ok(())
 }

@@ -34,9 +34,9 @@ use crate::api::{DEFAULT_SOCKET, client::ClientError};
         sheave config diff /etc/sheave/sheave.toml\n\n\
         On backends, `sheave decap attach` removes Sheave's encapsulation for the VIPs they \
         serve (configured on their loopback).",
-    after_help = "Exit status: 0 success; 1 refused (bad input) or failed; 2 usage error; \
-        3 no such VIP or backend; 4 already exists; 5 sheaved unreachable; 6 sheaved failed \
-        to apply a change."
+    after_help = "Exit status: 0 success; 1 refused (bad input, a full table) or failed; 2 usage \
+        error; 3 no such VIP or backend; 4 already exists; 5 sheaved unreachable; 6 sheaved \
+        could not write or save a change (it changed nothing)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -154,6 +154,9 @@ impl From<ClientError> for Failure {
             ClientError::Unreachable(_) => 5,
             ClientError::Api { status: 404, .. } => 3,
             ClientError::Api { status: 409, .. } => 4,
+            // A full table refused the change before anything was written: refused, like bad
+            // input.
+            ClientError::Api { status: 507, .. } => 1,
             ClientError::Api { status, .. } if *status >= 500 => 6,
             ClientError::Api { .. } | ClientError::Other(_) => 1,
         };

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::Prefix;
 
+pub mod address;
 mod health;
 pub use health::{AllDown, DEFAULT_DRAIN_TIMEOUT, HealthCheckConfig, VipPolicy, resolve_check};
 
@@ -242,10 +243,9 @@ fn validate_vip(v: FileVip) -> Result<Vip> {
         .address
         .parse()
         .map_err(|_| anyhow::anyhow!("address {:?} is not an IP address", v.address))?;
-    ensure!(
-        !address.is_unspecified() && !address.is_multicast(),
-        "address {address} cannot be a VIP"
-    );
+    if let Some(why) = address::unusable(address) {
+        bail!("address {address}: {why} cannot be a VIP");
+    }
     ensure!(v.port != 0, "port 0 cannot be a VIP port");
     let ring_size = v.ring_size.unwrap_or(DEFAULT_RING_SIZE);
     ensure!(
@@ -272,17 +272,30 @@ fn validate_vip(v: FileVip) -> Result<Vip> {
                 b.address
             )
         })?;
+        if let Some(why) = address::unusable(baddr) {
+            bail!(
+                "backend #{}: address {baddr}: {why} cannot be a backend",
+                j + 1
+            );
+        }
         ensure!(
-            !baddr.is_unspecified() && !baddr.is_multicast() && !baddr.is_loopback(),
-            "backend #{}: {baddr} cannot be a backend address",
+            baddr != address,
+            "backend #{}: {baddr} is the VIP's own address (packets would loop)",
             j + 1
         );
         ensure!(
             seen.insert(baddr),
             "backend {baddr} is listed twice for this VIP"
         );
-        resolve_check(v.health_check.as_ref(), b.health_check.as_ref(), v.port)
-            .map_err(|e| anyhow::anyhow!("backend {baddr}: {e:#}"))?;
+        // A mistake in [vip.health_check] is reported there, not against the first backend
+        // that inherits it; a backend's own override is reported with the backend.
+        resolve_check(v.health_check.as_ref(), b.health_check.as_ref(), v.port).map_err(|e| {
+            if b.health_check.is_some() {
+                anyhow::anyhow!("backend {baddr}: [vip.backend.health_check]: {e:#}")
+            } else {
+                anyhow::anyhow!("[vip.health_check]: {e:#}")
+            }
+        })?;
         backends.push(BackendRef {
             address: baddr,
             weight: b.weight,

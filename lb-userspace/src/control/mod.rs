@@ -46,8 +46,8 @@ pub enum Request {
     ConfigApply(ConfigRequest),
     /// Re-read the daemon's configuration file and apply it (SIGHUP too).
     ConfigReload,
-    /// Prometheus text exposition.
-    Metrics,
+    /// What `/metrics` needs from the state, sent back on its own channel (rendered elsewhere).
+    Metrics(oneshot::Sender<crate::metrics::Snapshot>),
 }
 
 /// An error for the API: an HTTP status and a message for the operator.
@@ -178,7 +178,10 @@ impl<M: MapStore> Control<M> {
             Request::Status => Ok(json(&self.status_view())),
             Request::Stats => Ok(json(&self.stats_view())),
             Request::Explain(e) => self.explain(&e).map(|v| json(&v)),
-            Request::Metrics => Ok(serde_json::Value::String(self.metrics_text())),
+            Request::Metrics(to) => {
+                let _ = to.send(self.metrics_snapshot());
+                Ok(serde_json::Value::Null)
+            }
             Request::ConfigDiff(c) => self.config_diff(&c, false).map(|v| json(&v)),
             Request::ConfigApply(c) => self.config_diff(&c, true).map(|v| json(&v)),
             Request::ConfigReload => self.config_reload().map(|v| json(&v)),

@@ -116,39 +116,37 @@ impl<M: MapStore> Control<M> {
         }
     }
 
-    pub(super) fn metrics_text(&self) -> String {
-        match self.read_sample() {
-            Ok(s) => {
-                let (members, all_down) = self.state_gauges();
-                metrics::render(&self.api_metrics, &self.state, &s, &members, &all_down)
-            }
-            Err(e) => {
-                warn!("reading counters for /metrics: {e:#}");
-                metrics::render_api_only(&self.api_metrics)
-            }
-        }
-    }
-
-    /// Member states and all-down flags for the gauges.
-    fn state_gauges(&self) -> (Vec<metrics::MemberGauge>, Vec<(String, bool)>) {
-        let now = std::time::Instant::now();
-        let mut members = Vec::new();
-        let mut all_down = Vec::new();
+    /// What `/metrics` describes besides the counters: a copy, cheap to take, rendered
+    /// elsewhere (see [`crate::metrics`]).
+    pub(super) fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let now = self.state.clock.now();
+        let mut snap = metrics::Snapshot::default();
         for v in &self.state.vips {
             let name = v.spec.name();
             for m in &v.members {
                 let (st, _) = self.state.member_state(v, m, now);
-                members.push(metrics::MemberGauge {
+                snap.members.push(metrics::MemberGauge {
                     vip: name.clone(),
                     backend: self.state.backend_address(m.backend_id).to_string(),
-                    state: st.name(),
+                    weight: m.weight,
+                    state: st.name().to_string(),
                     flows: (st == crate::state::MemberState::Draining)
                         .then(|| self.member_flows(&v.key, m.backend_id))
                         .flatten(),
                 });
             }
-            all_down.push((name, self.state.all_down(v, now)));
+            snap.vips.push(metrics::VipGauge {
+                all_down: self.state.all_down(v, now),
+                name,
+                id: v.id,
+                rebuilds: v.rebuilds,
+            });
         }
-        (members, all_down)
+        snap.backends = self
+            .state
+            .backends()
+            .map(|(id, a)| (id, a.to_string()))
+            .collect();
+        snap
     }
 }

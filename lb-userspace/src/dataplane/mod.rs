@@ -2,6 +2,7 @@
 //! maps ([`Dataplane`]), and the backends' decap program ([`decap`]).
 pub mod attach;
 pub mod bench;
+pub mod counters;
 pub mod decap;
 pub mod flow_scan;
 pub mod objects;
@@ -12,7 +13,7 @@ pub mod rings;
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, MapData},
     programs::Xdp,
 };
 use lb_common::{
@@ -59,9 +60,7 @@ pub struct Maps {
     rings: rings::RingMemory,
     flows: HashMap<MapData, FlowKey, FlowState>,
     config: Array<MapData, DataplaneConfig>,
-    vip_stats: PerCpuArray<MapData, Counter>,
-    backend_stats: PerCpuArray<MapData, Counter>,
-    global_stats: PerCpuArray<MapData, u64>,
+    pub counters: counters::Counters,
 }
 
 impl std::ops::Deref for Dataplane {
@@ -107,9 +106,7 @@ impl Dataplane {
             rings: rings::RingMemory::new(rings, opts.ring_slots.max(1))?,
             flows: take(&mut ebpf, "FLOWS")?,
             config: take(&mut ebpf, "CONFIG")?,
-            vip_stats: take(&mut ebpf, "VIP_STATS")?,
-            backend_stats: take(&mut ebpf, "BACKEND_STATS")?,
-            global_stats: take(&mut ebpf, "GLOBAL_STATS")?,
+            counters: counters::Counters::take(&mut ebpf)?,
         };
         Ok(Dataplane {
             ebpf,
@@ -185,20 +182,15 @@ impl crate::maps::MapStore for Maps {
     }
 
     fn global_stats(&self) -> Result<[u64; STAT_COUNT as usize]> {
-        let mut out = [0u64; STAT_COUNT as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            let per_cpu = self.global_stats.get(&(i as u32), 0)?;
-            *slot = per_cpu.iter().sum();
-        }
-        Ok(out)
+        self.counters.global()
     }
 
     fn vip_stats(&self, vip_id: u32) -> Result<Counter> {
-        sum_counters(&self.vip_stats, vip_id)
+        self.counters.vip(vip_id)
     }
 
     fn backend_stats(&self, backend_id: u32) -> Result<Counter> {
-        sum_counters(&self.backend_stats, backend_id)
+        self.counters.backend(backend_id)
     }
 }
 
@@ -234,15 +226,6 @@ impl crate::maps::MapStore for Dataplane {
     fn backend_stats(&self, backend_id: u32) -> Result<Counter> {
         self.maps.backend_stats(backend_id)
     }
-}
-
-fn sum_counters(map: &PerCpuArray<MapData, Counter>, index: u32) -> Result<Counter> {
-    let per_cpu = map.get(&index, 0)?;
-    Ok(per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-        packets: acc.packets + c.packets,
-        bytes: acc.bytes + c.bytes,
-        new_flows: acc.new_flows + c.new_flows,
-    }))
 }
 
 fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {

@@ -4,65 +4,36 @@
 //!
 //! Every change (configuration at start-up, API calls, `config apply`) goes through the
 //! operations here; they validate first and change nothing on error.
-use std::{collections::BTreeSet, fmt, net::IpAddr};
+use std::{collections::BTreeSet, net::IpAddr};
 
-use lb_common::{
-    backend::{BACKEND_F_VALID, Backend},
-    config::DataplaneConfig,
-    limits::{MAX_BACKENDS, MAX_VIPS},
-    vip::{VipKey, VipMeta},
-};
+use lb_common::vip::VipKey;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     clock::Clock,
     config::{
         BackendRef, Config, DataplaneOptions, HealthCheckConfig, MAX_RING_SIZE, Protocol, Vip,
-        VipPolicy, is_prime, resolve_check, validate_policy,
+        VipPolicy, is_prime, resolve_check,
     },
-    maglev,
-    wire::{Prefix, family, ip_words, vip_key, vip_name},
+    wire::{vip_key, vip_name},
 };
 
 mod adopt;
+mod alloc;
+mod encap;
+mod error;
 mod lifecycle;
+mod pending;
+mod validate;
+mod values;
+
+pub use encap::dataplane_config;
+pub use error::{ErrorKind, StateError};
+use error::{check_member_policy, check_policy, err};
 pub use lifecycle::{
     BackendHealth, CheckStatus, Drain, DrainRequest, MemberState, RAMP_STEPS, WantedCheck,
 };
-
-/// Why an operation was refused: callers (the API) map the kind to a status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateError {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The VIP or backend named does not exist.
-    NotFound,
-    /// It exists already.
-    Conflict,
-    /// The request itself is wrong (bad weight, ring size, family...).
-    Invalid,
-    /// A table is full.
-    Capacity,
-}
-
-impl fmt::Display for StateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for StateError {}
-
-fn err<T>(kind: ErrorKind, message: impl Into<String>) -> Result<T, StateError> {
-    Err(StateError {
-        kind,
-        message: message.into(),
-    })
-}
+pub use pending::Pending;
 
 /// A VIP's identity and table size.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,18 +146,6 @@ pub struct State {
     pub clock: Clock,
     /// Addresses whose address entry the maps hold (written by the reconciler).
     pub published_addresses: BTreeSet<IpAddr>,
-}
-
-/// What [`crate::reconcile::sync`] still has to write.
-#[derive(Clone, Debug, Default)]
-pub struct Pending {
-    /// Backend slots to (re)write: valid if in use, cleared otherwise.
-    pub backends: BTreeSet<u32>,
-    /// VIP ids whose ring and entry to publish.
-    pub vips: BTreeSet<u32>,
-    /// VIP entries to delete.
-    pub removed_vips: Vec<VipKey>,
-    pub config: bool,
 }
 
 impl State {
@@ -302,12 +261,13 @@ impl State {
                 format!("VIP {} exists already", spec.name()),
             );
         }
-        if spec.port == 0 || spec.address.is_unspecified() || spec.address.is_multicast() {
+        if spec.port == 0 {
             return err(
                 ErrorKind::Invalid,
-                format!("{} cannot be a VIP", spec.name()),
+                format!("{}: port 0 cannot be a VIP's", spec.name()),
             );
         }
+        validate::vip_address(spec.address)?;
         if !is_prime(spec.ring_size) || spec.ring_size > MAX_RING_SIZE {
             return err(
                 ErrorKind::Invalid,
@@ -317,36 +277,18 @@ impl State {
                 ),
             );
         }
+        if self.backend_id(spec.address).is_some() {
+            return err(
+                ErrorKind::Invalid,
+                format!(
+                    "{} cannot be a VIP: {} is a backend (packets to it would loop)",
+                    spec.name(),
+                    spec.address
+                ),
+            );
+        }
         check_policy(&spec)?;
-        let used: BTreeSet<u32> = self.vips.iter().map(|v| v.id).collect();
-        let adopted = self.adopted_vip(&key, spec.ring_size);
-        let fresh = (0..MAX_VIPS).find(|&i| !used.contains(&i) && !self.vip_id_held(i));
-        let Some(id) = adopted.map(|(id, _)| id).or(fresh) else {
-            return err(
-                ErrorKind::Capacity,
-                format!("all {MAX_VIPS} VIP slots are in use"),
-            );
-        };
-        let a = match adopted {
-            // The half packets read now: the first publish writes the other one.
-            Some((_, base)) => base,
-            None => match self.alloc_slots(spec.ring_size) {
-                Some(a) => a,
-                None => {
-                    return err(
-                        ErrorKind::Capacity,
-                        self.ring_capacity_message(spec.ring_size),
-                    );
-                }
-            },
-        };
-        let Some(b) = self.alloc_slots(spec.ring_size) else {
-            self.free_range(a, spec.ring_size);
-            return err(
-                ErrorKind::Capacity,
-                self.ring_capacity_message(spec.ring_size),
-            );
-        };
+        let (id, [a, b], adopted) = self.alloc_vip(&key, spec.address, spec.ring_size)?;
         // Re-created within one change (e.g. a new ring size): keep the entry, do not delete it.
         self.pending.removed_vips.retain(|k| *k != key);
         self.vips.push(VipState {
@@ -354,7 +296,7 @@ impl State {
             key,
             spec,
             regions: [a, b],
-            active: adopted.map(|_| 0),
+            active: adopted.then_some(0),
             members: Vec::new(),
             rebuilds: 0,
             slot_counts: Default::default(),
@@ -363,14 +305,6 @@ impl State {
         });
         self.pending.vips.insert(id);
         Ok(id)
-    }
-
-    fn ring_capacity_message(&self, size: u32) -> String {
-        format!(
-            "no room for two more rings of {size} slots (ring table: {} slots; raise \
-             dataplane.ring_slots)",
-            self.ring_capacity
-        )
     }
 
     /// Remove a VIP; its backends stay if other VIPs use them.
@@ -394,8 +328,15 @@ impl State {
         weight: u16,
     ) -> Result<u32, StateError> {
         let i = self.vip_index(key)?;
-        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
-            return err(ErrorKind::Invalid, format!("{addr} cannot be a backend"));
+        validate::backend_address(addr)?;
+        if self.vips.iter().any(|v| v.spec.address == addr) {
+            return err(
+                ErrorKind::Invalid,
+                format!(
+                    "backend address {addr} is a VIP address: packets for it would come back to \
+                     the load balancer"
+                ),
+            );
         }
         let vip = &self.vips[i];
         if vip
@@ -535,263 +476,9 @@ impl State {
         }
     }
 
-    fn acquire_backend(&mut self, addr: IpAddr) -> Result<u32, StateError> {
-        if let Some(id) = self
-            .backends
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.address == addr))
-        {
-            self.backends[id].as_mut().expect("found").refs += 1;
-            return Ok(id as u32);
-        }
-        let n = MAX_BACKENDS;
-        let adopted = self.adopted_backend_id(addr);
-        let fresh = (0..n).map(|k| (self.next_backend + k) % n).find(|&id| {
-            self.backends.get(id as usize).is_none_or(Option::is_none) && !self.backend_id_held(id)
-        });
-        let Some(id) = adopted.or(fresh) else {
-            return err(
-                ErrorKind::Capacity,
-                format!("all {n} backend slots are in use"),
-            );
-        };
-        if self.backends.len() <= id as usize {
-            self.backends.resize(id as usize + 1, None);
-        }
-        self.backends[id as usize] = Some(BackendSlot {
-            address: addr,
-            refs: 1,
-            disabled: false,
-            health: BackendHealth::default(),
-        });
-        if adopted.is_none() {
-            self.next_backend = (id + 1) % n;
-        }
-        self.pending.backends.insert(id);
-        Ok(id)
-    }
-
-    fn release_backend(&mut self, id: u32) {
-        let slot = self.backends[id as usize].as_mut().expect("live backend");
-        slot.refs -= 1;
-        if slot.refs == 0 {
-            self.backends[id as usize] = None;
-            self.pending.backends.insert(id);
-        }
-    }
-
-    /// Take the range [start, start+len) out of the free list (false if not entirely free).
-    fn reserve_slots(&mut self, start: u32, len: u32) -> bool {
-        let end = start as u64 + len as u64;
-        let Some(i) = self
-            .free_slots
-            .iter()
-            .position(|&(s, l)| s <= start && end <= s as u64 + l as u64)
-        else {
-            return false;
-        };
-        let (s, l) = self.free_slots.remove(i);
-        let after = (s as u64 + l as u64 - end) as u32;
-        if after > 0 {
-            self.free_slots.insert(i, (end as u32, after));
-        }
-        if start > s {
-            self.free_slots.insert(i, (s, start - s));
-        }
-        true
-    }
-
-    fn alloc_slots(&mut self, len: u32) -> Option<u32> {
-        let i = self.free_slots.iter().position(|&(_, l)| l >= len)?;
-        let (start, l) = self.free_slots[i];
-        if l == len {
-            self.free_slots.remove(i);
-        } else {
-            self.free_slots[i] = (start + len, l - len);
-        }
-        Some(start)
-    }
-
-    fn free_range(&mut self, start: u32, len: u32) {
-        let i = self.free_slots.partition_point(|&(s, _)| s < start);
-        self.free_slots.insert(i, (start, len));
-        // Merge with neighbours so large rings fit again after churn.
-        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(self.free_slots.len());
-        for &(s, l) in &self.free_slots {
-            match merged.last_mut() {
-                Some((ps, pl)) if *ps + *pl == s => *pl += l,
-                _ => merged.push((s, l)),
-            }
-        }
-        self.free_slots = merged;
-    }
-
-    /// The Maglev ring the VIP should have now, with the weights it is built from.
-    pub fn ring(&self, vip: &VipState, now: std::time::Instant) -> lifecycle::Ring {
-        let weights = self.ring_weights(vip, now);
-        let identities: Vec<[u8; 16]> = vip
-            .members
-            .iter()
-            .map(|m| identity(self.backend_address(m.backend_id)))
-            .collect();
-        let members: Vec<maglev::Member<'_>> = vip
-            .members
-            .iter()
-            .zip(&identities)
-            .map(|(m, ident)| maglev::Member {
-                id: m.backend_id,
-                identity: ident,
-                weight: weights.weights.get(&m.backend_id).copied().unwrap_or(0),
-            })
-            .collect();
-        lifecycle::Ring {
-            slots: maglev::build(&members, vip.spec.ring_size),
-            weights: weights.weights,
-            failing_open: weights.failing_open,
-        }
-    }
-
-    /// The `BACKENDS` slot value for backend `id` (cleared if unused).
-    pub fn backend_value(&self, id: u32) -> Backend {
-        match self.backends.get(id as usize).and_then(Option::as_ref) {
-            Some(s) => Backend {
-                addr: ip_words(s.address),
-                family: family(s.address),
-                flags: BACKEND_F_VALID | self.down_flag(id),
-                _pad: [0; 2],
-            },
-            None => Backend::default(),
-        }
-    }
-
-    /// The `VIPS` value for a VIP whose ring half `half` is the one to read.
-    pub fn vip_value(vip: &VipState, half: usize) -> VipMeta {
-        VipMeta {
-            vip_id: vip.id,
-            flags: 0,
-            ring_size: vip.spec.ring_size,
-            ring_base: vip.regions[half],
-            // The kernel's buckets are per CPU: share the VIP's rate among them.
-            new_flow_rate: vip.spec.new_flow_limit.div_ceil(cpus()),
-            _pad: 0,
-        }
-    }
-
-    /// Take what has to be written; the caller writes it (see `reconcile::sync`).
-    pub fn take_pending(&mut self) -> Pending {
-        std::mem::take(&mut self.pending)
-    }
-
-    /// The host-wide settings changed.
-    pub fn mark_config_pending(&mut self) {
-        self.pending.config = true;
-    }
-
-    /// Mark everything for writing (a fresh data plane).
-    pub fn mark_all_pending(&mut self) {
-        self.pending.config = true;
-        self.pending.backends = self.backends().map(|(id, _)| id).collect();
-        self.pending.vips = self.vips.iter().map(|v| v.id).collect();
-    }
-
-    /// Go back to this state (the one before a change) after the change's state, `failed`, was
-    /// partly written to the maps: the next sync writes this state over whatever got written.
-    /// Ring halves follow the maps (a VIP the failed sync flipped keeps its new active half, so
-    /// this ring goes into the other one, as any publish does); VIPs and backends only the
-    /// failed state had are removed and cleared.
-    pub fn recover_from(&mut self, failed: &State) {
-        for v in &mut self.vips {
-            if let Some(f) = failed.vips.iter().find(|f| f.key == v.key)
-                && f.regions == v.regions
-            {
-                v.active = f.active;
-                v.rebuilds = f.rebuilds;
-            }
-        }
-        for f in &failed.vips {
-            if self.vip(&f.key).is_err() {
-                self.pending.removed_vips.push(f.key);
-            }
-        }
-        self.published_addresses = failed.published_addresses.clone();
-        self.mark_all_pending();
-        for (id, _) in failed.backends() {
-            self.pending.backends.insert(id);
-        }
-    }
-
-    /// Put back what a failed write did not finish, so the next sync retries it.
-    pub fn restore_pending(&mut self, p: Pending) {
-        self.pending.config |= p.config;
-        self.pending.backends.extend(p.backends);
-        self.pending.vips.extend(p.vips);
-        self.pending.removed_vips.extend(p.removed_vips);
-    }
-
     pub fn vip_by_id_mut(&mut self, id: u32) -> Option<&mut VipState> {
         self.vips.iter_mut().find(|v| v.id == id)
     }
-}
-
-fn check_policy(spec: &VipSpec) -> Result<(), StateError> {
-    validate_policy(&spec.policy).map_err(|e| StateError {
-        kind: ErrorKind::Invalid,
-        message: format!("{}: {e:#}", spec.name()),
-    })?;
-    resolve_check(spec.policy.health_check.as_ref(), None, spec.port)
-        .map(drop)
-        .map_err(|e| StateError {
-            kind: ErrorKind::Invalid,
-            message: format!("{}: {e:#}", spec.name()),
-        })
-}
-
-fn check_member_policy(
-    spec: &VipSpec,
-    over: Option<&HealthCheckConfig>,
-    addr: IpAddr,
-) -> Result<(), StateError> {
-    resolve_check(spec.policy.health_check.as_ref(), over, spec.port)
-        .map(drop)
-        .map_err(|e| StateError {
-            kind: ErrorKind::Invalid,
-            message: format!("backend {addr} of {}: {e:#}", spec.name()),
-        })
-}
-
-/// CPUs the kernel may run the program on (per-CPU maps have one slot each).
-fn cpus() -> u32 {
-    static CPUS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *CPUS.get_or_init(|| aya::util::nr_cpus().map_or(1, |n| n.max(1) as u32))
-}
-
-/// A backend's identity for Maglev: its address's 16 bytes (IPv4 as IPv4-mapped IPv6), so the
-/// permutation, and hence the ring, stays the same across restarts and id reassignments.
-fn identity(addr: IpAddr) -> [u8; 16] {
-    match addr {
-        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-        IpAddr::V6(a) => a.octets(),
-    }
-}
-
-/// The data plane's host-wide settings: outer source prefixes whose host bits carry flow entropy.
-pub fn dataplane_config(v4: Option<Prefix>, v6: Option<Prefix>) -> DataplaneConfig {
-    let mut cfg = DataplaneConfig::default();
-    if let Some(p) = v4 {
-        cfg.src_v4 = ip_words(p.addr)[0];
-        cfg.src_v4_hostmask = low_bits(32 - p.len as u32).to_be();
-    }
-    if let Some(p) = v6 {
-        cfg.src_v6 = ip_words(p.addr);
-        // Only the last 32 bits vary: plenty of entropy, and the rest of the prefix stays intact.
-        cfg.src_v6_hostmask = low_bits((128 - p.len as u32).min(32)).to_be();
-    }
-    cfg
-}
-
-/// A u32 with its `n` (0..=32) lowest bits set.
-fn low_bits(n: u32) -> u32 {
-    if n == 0 { 0 } else { u32::MAX >> (32 - n) }
 }
 
 #[cfg(test)]
@@ -819,18 +506,6 @@ mod tests {
 
     fn state() -> State {
         State::from_config(&Config::parse(TWO_VIPS).unwrap(), 10_000).unwrap()
-    }
-
-    #[test]
-    fn encap_masks() {
-        let c = dataplane_config(
-            Some("198.18.200.0/24".parse().unwrap()),
-            Some("2001:db8:200::/120".parse().unwrap()),
-        );
-        assert_eq!(c.src_v4_hostmask, 0xFFu32.to_be());
-        assert_eq!(c.src_v6_hostmask, 0xFFu32.to_be());
-        let host = dataplane_config(Some("198.18.0.2".parse().unwrap()), None);
-        assert_eq!(host.src_v4_hostmask, 0);
     }
 
     #[test]
