@@ -65,9 +65,32 @@ pub enum Stat {
     /// Flow-table hit on a backend marked down by its health checks: rescheduled on the ring
     /// (the server is gone; sticking to it only prolongs the outage).
     FlowBackendDown = 20,
+    /// To a VIP address, a TCP header the receiver's kernel would refuse: data offset below 5
+    /// words or past the segment's end, or a segment shorter than a header.
+    DropBadTcpHeader = 21,
+    /// To a VIP address, a UDP header the receiver's kernel would refuse: a segment shorter than
+    /// the header, or a UDP length below 8 or past the IP payload.
+    DropBadUdpHeader = 22,
+    /// To a VIP address, IPv4 options a router or host would refuse (an option without length,
+    /// of length 0 or 1, overrunning the header, a Record Route or Timestamp pointer below its
+    /// minimum, a Timestamp of length below 4 or with an undefined flag, a short Router Alert,
+    /// a second Record Route or Timestamp).
+    DropBadIpOptions = 23,
+    /// To a VIP address, an IPv6 extension chain a host would refuse: Hop-by-Hop not directly
+    /// after the fixed header, an option overrunning its header, more than 7 bytes of padding
+    /// or nonzero PadN bytes, more than 8 options in a header, an option whose type says
+    /// "discard if unknown" (Jumbo Payload included: no jumbogram fits our links), a Router
+    /// Alert of the wrong length, a header running past the payload.
+    DropBadIpv6Ext = 24,
+    /// To a VIP address, source routing: IPv4 LSRR/SSRR options, or an IPv6 routing header with
+    /// segments left (a VIP cannot be a waypoint; type 0 is deprecated by RFC 5095).
+    DropSourceRoute = 25,
 }
 
-pub const STAT_COUNT: u32 = 21;
+/// Outcomes and events defined so far.
+pub const STAT_COUNT: u32 = 26;
+/// Entries of the `GLOBAL_STATS` map: room for outcomes added later without a new map layout.
+pub const STAT_SLOTS: u32 = 64;
 
 /// Metric-friendly names, indexed by `Stat as usize`.
 pub const STAT_NAMES: [&str; STAT_COUNT as usize] = [
@@ -92,7 +115,27 @@ pub const STAT_NAMES: [&str; STAT_COUNT as usize] = [
     "flood_not_inserted",
     "tx_icmp_too_big",
     "flow_backend_down",
+    "drop_bad_tcp_header",
+    "drop_bad_udp_header",
+    "drop_bad_ip_options",
+    "drop_bad_ipv6_ext",
+    "drop_source_route",
 ];
+
+impl Stat {
+    /// A packet refused as malformed, dropped when it is addressed to a VIP (the kernel of a
+    /// router or host on its way would refuse it) and otherwise handed to the kernel untouched.
+    pub fn is_malformed(self) -> bool {
+        matches!(
+            self,
+            Stat::DropBadTcpHeader
+                | Stat::DropBadUdpHeader
+                | Stat::DropBadIpOptions
+                | Stat::DropBadIpv6Ext
+                | Stat::DropSourceRoute
+        )
+    }
+}
 
 /// Indices of the decap program's `DECAP_STATS`.
 #[repr(u32)]

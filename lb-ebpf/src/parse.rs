@@ -1,9 +1,13 @@
 //! Step 1: parse Ethernet, IPv4/IPv6 (options, extension headers) and TCP/UDP ports into the
 //! flow's 5-tuple; recognise ICMP echo requests and ICMP errors about a flow.
 //!
-//! Anything we cannot fully parse is handed to the kernel untouched (its own validation decides),
-//! so a malformed packet is never forwarded and never breaks the host's normal traffic.
-use aya_ebpf::programs::XdpContext;
+//! Nothing malformed is ever forwarded. A packet whose lengths lie (the frame is shorter than
+//! its headers say) is handed to the kernel untouched, whose own validation decides. A packet
+//! whose headers are complete but that a router's or host's kernel would refuse (a bad TCP data
+//! offset, broken IPv4 options, a broken IPv6 extension chain, source routing) is
+//! [`Parsed::Refused`]: dropped and counted by reason when it is addressed to a VIP, handed
+//! to the kernel otherwise (the host's own traffic is the kernel's business).
+use aya_ebpf::{maps::PerCpuArray, programs::XdpContext};
 use lb_common::{
     addr::{AddrWords, FAMILY_V4, FAMILY_V6},
     flow::FlowKey,
@@ -16,17 +20,12 @@ use crate::{
         ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthHdr, IPPROTO_FRAGMENT, IPV4_DF, IPV4_FRAG_MASK,
         IPV4_HLEN, IPV6_HLEN, Ipv4Hdr, Ipv6Hdr, Ports, TCP_MIN_HLEN, UDP_HLEN,
     },
+    options,
     packet::{has_bytes, ptr_at},
 };
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_ICMPV6: u8 = 58;
-/// IPv6 extension headers we walk past to find the transport header.
-const IPV6_HOPOPTS: u8 = 0;
-const IPV6_ROUTING: u8 = 43;
-const IPV6_DSTOPTS: u8 = 60;
-/// How many IPv6 extension headers we walk before giving up (the kernel gets the packet).
-const IPV6_MAX_EXT: usize = 4;
 
 /// What a packet is, as far as load balancing goes.
 pub enum Parsed {
@@ -34,8 +33,41 @@ pub enum Parsed {
     Flow(Packet),
     /// An ICMP/ICMPv6 echo request to `dst`.
     Echo(Echo),
-    /// An IP fragment to `dst`: without ports it cannot be load-balanced.
-    Fragment { dst: AddrWords, family: u8 },
+    /// Not to be forwarded, whatever VIP it is for: dropped with `drop` when `dst` is a VIP
+    /// address, handed to the kernel with `pass` otherwise. IP fragments (without ports they
+    /// cannot be load-balanced), and complete headers that a router or host would refuse
+    /// ([`Stat::is_malformed`]).
+    Refused(Refused),
+}
+
+/// See [`Parsed::Refused`].
+pub struct Refused {
+    pub dst: AddrWords,
+    pub family: u8,
+    pub drop: Stat,
+    pub pass: Stat,
+}
+
+impl Refused {
+    #[inline(always)]
+    fn fragment(dst: AddrWords, family: u8) -> Parsed {
+        Parsed::Refused(Refused {
+            dst,
+            family,
+            drop: Stat::DropFragment,
+            pass: Stat::PassFragment,
+        })
+    }
+
+    #[inline(always)]
+    fn malformed(dst: AddrWords, family: u8, why: Stat) -> Parsed {
+        Parsed::Refused(Refused {
+            dst,
+            family,
+            drop: why,
+            pass: Stat::PassUnparsed,
+        })
+    }
 }
 
 /// A parsed TCP or UDP packet.
@@ -72,22 +104,40 @@ pub struct Echo {
 
 /// Parse the packet, or say which pass-through outcome it gets.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Parsed, Stat> {
+pub fn parse(ctx: &XdpContext, scratch: &PerCpuArray<options::Scratch>) -> Result<Parsed, Stat> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Stat::PassNotIp)?;
     match u16::from_be(unsafe { (*eth).ether_type }) {
-        ETH_P_IP => parse_ipv4(ctx),
-        ETH_P_IPV6 => parse_ipv6(ctx),
+        ETH_P_IP => parse_ipv4(ctx, scratch),
+        ETH_P_IPV6 => parse_ipv6(ctx, scratch),
         _ => Err(Stat::PassNotIp),
     }
 }
 
+/// The IPv4 header at the start of the IP packet, if the frame holds it.
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext) -> Result<Parsed, Stat> {
+fn ipv4_header(ctx: &XdpContext) -> Result<&Ipv4Hdr, Stat> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, ETH_HLEN).ok_or(Stat::PassUnparsed)?;
     let ip = unsafe { &*ip };
     if ip.ver_ihl >> 4 != 4 {
         return Err(Stat::PassUnparsed);
     }
+    Ok(ip)
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, scratch: &PerCpuArray<options::Scratch>) -> Result<Parsed, Stat> {
+    // Options first, on their own: their walk (a `bpf_loop`) leaves the verifier nothing it
+    // knows about values computed before it, so everything else is read after it, afresh.
+    let ip = ipv4_header(ctx)?;
+    let ihl = ((ip.ver_ihl & 0x0F) as usize) * 4;
+    if ihl > IPV4_HLEN
+        && let Err(why) = options::ipv4(ctx, ihl, scratch)
+    {
+        let ip = ipv4_header(ctx)?;
+        let end = ETH_HLEN + u16::from_be(ip.tot_len) as usize;
+        return malformed(ctx, end, [ip.dst, 0, 0, 0], FAMILY_V4, why);
+    }
+    let ip = ipv4_header(ctx)?;
     let ihl = ((ip.ver_ihl & 0x0F) as usize) * 4;
     let ip_len = u16::from_be(ip.tot_len);
     // A header length below the minimum, or a total length shorter than the header, is a lying
@@ -98,17 +148,15 @@ fn parse_ipv4(ctx: &XdpContext) -> Result<Parsed, Stat> {
     let frag = u16::from_be(ip.frag_off);
     if frag & IPV4_FRAG_MASK != 0 {
         fits(ctx, ETH_HLEN + ip_len as usize)?;
-        return Ok(Parsed::Fragment {
-            dst: [ip.dst, 0, 0, 0],
-            family: FAMILY_V4,
-        });
+        return Ok(Refused::fragment([ip.dst, 0, 0, 0], FAMILY_V4));
     }
+    let dst = [ip.dst, 0, 0, 0];
     let l4_off = ETH_HLEN + ihl;
     let l4_len = ip_len as usize - ihl;
     let mut pkt = Packet {
         flow: FlowKey {
             src: [ip.src, 0, 0, 0],
-            dst: [ip.dst, 0, 0, 0],
+            dst,
             proto: ip.proto,
             family: FAMILY_V4,
             ..FlowKey::default()
@@ -123,11 +171,31 @@ fn parse_ipv4(ctx: &XdpContext) -> Result<Parsed, Stat> {
     let parsed = if ip.proto == IPPROTO_ICMP {
         icmp(ctx, pkt, l4_off, l4_len, ihl)?
     } else {
-        transport(ctx, l4_off, l4_len, &mut pkt)?;
-        Parsed::Flow(pkt)
+        match transport(ctx, l4_off, l4_len, &mut pkt) {
+            Ok(()) => Parsed::Flow(pkt),
+            Err(why) if why.is_malformed() => Refused::malformed(dst, FAMILY_V4, why),
+            Err(why) => return Err(why),
+        }
     };
     fits(ctx, ETH_HLEN + ip_len as usize)?;
     Ok(parsed)
+}
+
+/// A malformed packet, once its IP length is known not to lie (a truncated frame goes to the
+/// kernel whatever its headers say).
+#[inline(always)]
+fn malformed(
+    ctx: &XdpContext,
+    end: usize,
+    dst: AddrWords,
+    family: u8,
+    why: Stat,
+) -> Result<Parsed, Stat> {
+    if !why.is_malformed() {
+        return Err(why);
+    }
+    fits(ctx, end)?;
+    Ok(Refused::malformed(dst, family, why))
 }
 
 /// The packet holds `len` bytes: the IP length did not lie.
@@ -144,37 +212,41 @@ fn fits(ctx: &XdpContext, len: usize) -> Result<(), Stat> {
     }
 }
 
+/// The IPv6 header at the start of the IP packet, if the frame holds it.
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext) -> Result<Parsed, Stat> {
+fn ipv6_header(ctx: &XdpContext) -> Result<&Ipv6Hdr, Stat> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, ETH_HLEN).ok_or(Stat::PassUnparsed)?;
     let ip = unsafe { &*ip };
-    let first = u32::from_be(ip.ver_tc_flow);
-    if first >> 28 != 6 {
+    if u32::from_be(ip.ver_tc_flow) >> 28 != 6 {
         return Err(Stat::PassUnparsed);
     }
+    Ok(ip)
+}
+
+/// Where the payload of an IPv6 packet ends.
+#[inline(always)]
+fn ipv6_end(ip: &Ipv6Hdr) -> usize {
+    ETH_HLEN + IPV6_HLEN + u16::from_be(ip.payload_len) as usize
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, scratch: &PerCpuArray<options::Scratch>) -> Result<Parsed, Stat> {
+    // The extension walk first, on its own (see `parse_ipv4` on why the rest is read afresh).
+    let ip = ipv6_header(ctx)?;
+    let walked = options::ipv6(ctx, ip.next_hdr, ipv6_end(ip), scratch);
+    let ip = ipv6_header(ctx)?;
+    let end = ipv6_end(ip);
+    let (next, off) = match walked {
+        // The walk kept `off` within the payload, after at most 4 headers of at most 2 KiB;
+        // the verifier needs a bound it can see (and packet offsets below 64 KiB).
+        Ok((next, off)) => (next, off.min(ETH_HLEN + IPV6_HLEN + 4 * 2048)),
+        Err(why) => return malformed(ctx, end, ip.dst, FAMILY_V6, why),
+    };
+    let first = u32::from_be(ip.ver_tc_flow);
     let payload_len = u16::from_be(ip.payload_len) as usize;
-    let end = ETH_HLEN + IPV6_HLEN + payload_len;
-    // Walk hop-by-hop, routing and destination options headers to the transport header.
-    let mut next = ip.next_hdr;
-    let mut off = ETH_HLEN + IPV6_HLEN;
-    for _ in 0..IPV6_MAX_EXT {
-        if !matches!(next, IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS) {
-            break;
-        }
-        let ext: *const [u8; 2] = ptr_at(ctx, off).ok_or(Stat::PassUnparsed)?;
-        let ext = unsafe { *ext };
-        next = ext[0];
-        off += (ext[1] as usize + 1) * 8;
-    }
     if next == IPPROTO_FRAGMENT {
         fits(ctx, end)?;
-        return Ok(Parsed::Fragment {
-            dst: ip.dst,
-            family: FAMILY_V6,
-        });
-    }
-    if off > end {
-        return Err(Stat::PassUnparsed);
+        return Ok(Refused::fragment(ip.dst, FAMILY_V6));
     }
     let mut pkt = Packet {
         flow: FlowKey {
@@ -194,8 +266,11 @@ fn parse_ipv6(ctx: &XdpContext) -> Result<Parsed, Stat> {
     let parsed = if next == IPPROTO_ICMPV6 {
         icmp(ctx, pkt, off, end - off, 0)?
     } else {
-        transport(ctx, off, end - off, &mut pkt)?;
-        Parsed::Flow(pkt)
+        match transport(ctx, off, end - off, &mut pkt) {
+            Ok(()) => Parsed::Flow(pkt),
+            Err(why) if why.is_malformed() => Refused::malformed(ip.dst, FAMILY_V6, why),
+            Err(why) => return Err(why),
+        }
     };
     fits(ctx, end)?;
     Ok(parsed)
@@ -205,25 +280,35 @@ fn parse_ipv6(ctx: &XdpContext) -> Result<Parsed, Stat> {
 /// and whose IP payload is `l4_len` bytes. Other protocols are not load-balanced.
 #[inline(always)]
 fn transport(ctx: &XdpContext, l4_off: usize, l4_len: usize, pkt: &mut Packet) -> Result<(), Stat> {
-    let min = match pkt.flow.proto {
-        IPPROTO_TCP => TCP_MIN_HLEN,
-        IPPROTO_UDP => UDP_HLEN,
+    let (min, short) = match pkt.flow.proto {
+        IPPROTO_TCP => (TCP_MIN_HLEN, Stat::DropBadTcpHeader),
+        IPPROTO_UDP => (UDP_HLEN, Stat::DropBadUdpHeader),
         _ => return Err(Stat::PassNoVip),
     };
+    // Ports, then (TCP) sequence number or (UDP) length and checksum: 8 bytes.
+    let h: *const [u8; 8] = ptr_at(ctx, l4_off).ok_or(Stat::PassUnparsed)?;
+    let h = unsafe { *h };
     if l4_len < min {
-        return Err(Stat::PassUnparsed);
+        return Err(short);
     }
-    let p: *const Ports = ptr_at(ctx, l4_off).ok_or(Stat::PassUnparsed)?;
-    let p = unsafe { &*p };
-    pkt.flow.sport = p.sport;
-    pkt.flow.dport = p.dport;
-    if pkt.flow.proto == IPPROTO_TCP {
-        // Flags are byte 13 of the TCP header, the sequence number bytes 4-7.
-        let flags: *const u8 = ptr_at(ctx, l4_off + 13).ok_or(Stat::PassUnparsed)?;
-        pkt.tcp_flags = unsafe { *flags };
-        let seq: *const [u8; 4] = ptr_at(ctx, l4_off + 4).ok_or(Stat::PassUnparsed)?;
-        pkt.tcp_seq = u32::from_ne_bytes(unsafe { *seq });
+    pkt.flow.sport = u16::from_ne_bytes([h[0], h[1]]);
+    pkt.flow.dport = u16::from_ne_bytes([h[2], h[3]]);
+    if pkt.flow.proto == IPPROTO_UDP {
+        let udp_len = u16::from_be_bytes([h[4], h[5]]) as usize;
+        if udp_len < UDP_HLEN || udp_len > l4_len {
+            return Err(Stat::DropBadUdpHeader);
+        }
+        return Ok(());
     }
+    pkt.tcp_seq = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
+    // Data offset (high nibble of byte 12) and flags (byte 13).
+    let f: *const [u8; 2] = ptr_at(ctx, l4_off + 12).ok_or(Stat::PassUnparsed)?;
+    let [doff, flags] = unsafe { *f };
+    let doff = (doff >> 4) as usize * 4;
+    if doff < TCP_MIN_HLEN || doff > l4_len {
+        return Err(Stat::DropBadTcpHeader);
+    }
+    pkt.tcp_flags = flags;
     Ok(())
 }
 

@@ -165,7 +165,7 @@ pub fn verify_shapes(dir: &Path, opts: &LoadOptions) -> Result<()> {
         // Per-CPU maps report one CPU's value size.
         ("VIP_STATS", 4, size_of::<Counter>() as u32, None),
         ("BACKEND_STATS", 4, size_of::<Counter>() as u32, None),
-        ("GLOBAL_STATS", 4, 8, None),
+        ("GLOBAL_STATS", 4, 8, Some(lb_common::stats::STAT_SLOTS)),
     ];
     for (name, key, value, entries) in expect {
         let info = MapInfo::from_pin(dir.join(name))

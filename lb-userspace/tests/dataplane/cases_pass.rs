@@ -159,10 +159,10 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             p[14] = 0x44;
             p
         }),
-        passes(
+        drops(
             fx0,
             "ipv4-total-length-too-short-for-tcp",
-            Stat::PassUnparsed,
+            Stat::DropBadTcpHeader,
             || {
                 // The IP length ends inside the TCP header (the rest is trailing junk).
                 let mut p = syn4();
@@ -203,7 +203,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         passes(
             fx0,
             "ipv6-too-many-extension-headers",
-            Stat::PassNoVip,
+            Stat::PassUnparsed,
             || packets::with_ipv6_ext_headers(&syn6(), 5),
         ),
         passes(

@@ -18,7 +18,7 @@ use crate::{maps::FLOWS, stats};
 
 #[xdp]
 pub fn sheave_flow_floor(ctx: XdpContext) -> u32 {
-    let Ok(Parsed::Flow(pkt)) = parse::parse(&ctx) else {
+    let Ok(Parsed::Flow(pkt)) = parse::parse(&ctx, &crate::maps::PARSE_SCRATCH) else {
         return xdp_action::XDP_PASS;
     };
     if FLOWS.get_ptr_mut(&pkt.flow).is_some() {

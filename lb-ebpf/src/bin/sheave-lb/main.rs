@@ -40,14 +40,16 @@ pub fn sheave_lb(ctx: XdpContext) -> u32 {
 /// by the bench-only entry point ([`bench`]).
 #[inline(always)]
 fn balance(ctx: &XdpContext) -> u32 {
-    let pkt = match parse::parse(ctx) {
+    let pkt = match parse::parse(ctx, &maps::PARSE_SCRATCH) {
         Ok(Parsed::Flow(pkt)) => pkt,
         Ok(Parsed::Echo(echo)) => return answer_echo(ctx, &echo),
-        Ok(Parsed::Fragment { dst, family }) => {
-            return if lookup::is_vip_address(&dst, family) {
-                stats::drop(Stat::DropFragment)
+        // Fragments, and what a router or host would refuse: never forwarded. For VIP
+        // addresses they are dropped; the host's own traffic is the kernel's to judge.
+        Ok(Parsed::Refused(r)) => {
+            return if lookup::is_vip_address(&r.dst, r.family) {
+                stats::drop(r.drop)
             } else {
-                stats::pass(Stat::PassFragment)
+                stats::pass(r.pass)
             };
         }
         Err(why) => return stats::pass(why),

@@ -9,7 +9,7 @@ use lb_common::{
     config::DataplaneConfig,
     flow::{FlowKey, FlowState},
     limits::{DEFAULT_FLOWS, DEFAULT_RING_SLOTS, MAX_BACKENDS, MAX_VIPS},
-    stats::{Counter, STAT_COUNT},
+    stats::{Counter, STAT_SLOTS},
     vip::{FloodBucket, VipKey, VipMeta},
 };
 
@@ -52,7 +52,13 @@ pub static BACKEND_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(M
 
 /// Outcomes and flow-table events, indexed by `lb_common::stats::Stat`.
 #[map]
-pub static GLOBAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+pub static GLOBAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
+
+/// Per CPU: the state of the parser's IPv4 option and IPv6 extension walks (see
+/// `lb_ebpf::options`). Kernel-only scratch; userspace never reads it.
+#[map]
+pub static PARSE_SCRATCH: PerCpuArray<lb_ebpf::options::Scratch> =
+    PerCpuArray::with_max_entries(1, 0);
 
 const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
