@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context as _, Result, ensure};
 use lb_common::stats::Stat;
 use lb_userspace::{
-    config::{HealthCheckConfig, Protocol::Tcp, resolve_check},
+    config::Protocol::Tcp,
     dataplane::flow_scan::flow_clock_tick,
     health::probe::Verdict,
     state::{CheckStatus, DrainRequest},
@@ -28,24 +28,30 @@ fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-/// Record a settled health verdict for `backend`, as the control task does for a check task's
-/// report, and write the maps.
+/// The fixture configuration with a TCP check on the first VIP's backends (198.18.1.11-13), in
+/// the ring until it answers (`initial_state = "up"`): a sync forgets verdicts of checks no VIP
+/// wants, so the verdicts these tests set must be of a wanted check.
+fn config() -> String {
+    let first_vip = "protocol = \"tcp\"\nring_size = 1009\n";
+    assert!(CONFIG.contains(first_vip));
+    CONFIG.replacen(
+        first_vip,
+        &format!("{first_vip}health_check = {{ type = \"tcp\", initial_state = \"up\" }}\n"),
+        1,
+    )
+}
+
+/// Record a settled health verdict for `backend`'s check, as the control task does for a check
+/// task's report, and write the maps.
 fn set_health(lb: &mut Lb, backend: IpAddr, verdict: Verdict) -> Result<()> {
-    let spec = resolve_check(
-        Some(&HealthCheckConfig {
-            kind: Some("tcp".into()),
-            ..Default::default()
-        }),
-        None,
-        80,
-    )?
-    .context("a check")?;
-    let status = CheckStatus {
-        verdict,
-        reason: "test".into(),
-        since: Instant::now(),
-        last: None,
-    };
+    let spec = lb
+        .state
+        .wanted_checks()
+        .into_iter()
+        .find(|w| w.backend == backend)
+        .context("no VIP checks this backend")?
+        .spec;
+    let status = CheckStatus::settled(verdict, "test", Instant::now());
     lb.state
         .set_check_status(backend, &spec, status, Instant::now());
     lb.sync()
@@ -54,7 +60,7 @@ fn set_health(lb: &mut Lb, backend: IpAddr, verdict: Verdict) -> Result<()> {
 pub fn trials(fx0: u32) -> Vec<Trial> {
     vec![
         trial("health/down-backend-flows-are-rescheduled", move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, &config())?;
             let (c, vip) = (sa("198.18.0.10:43000"), sa("198.18.100.1:80"));
             let first = lb.open_flow(c, vip, Ingress::Fx0)?;
             set_health(&mut lb, first.backend, Verdict::Down)?;
@@ -87,7 +93,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             Ok(())
         }),
         trial("health/disabled-backend-flows-are-rescheduled", move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, &config())?;
             let (c, vip) = (sa("[2001:db8::10]:43100"), sa("[2001:db8:100::1]:80"));
             let first = lb.open_flow(c, vip, Ingress::Lo)?;
             lb.state.set_disabled(first.backend, true)?;
@@ -100,7 +106,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "health/going-away-and-drain-keep-established-flows",
             move || {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = Lb::with_config(fx0, &config())?;
                 let vip = sa("198.18.100.1:80");
                 let (c1, c2) = (sa("198.18.0.10:43200"), sa("198.18.0.10:43201"));
                 let f1 = lb.open_flow(c1, vip, Ingress::Fx0)?;
@@ -131,7 +137,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             },
         ),
         trial("health/all-down-fails-open-by-default", move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, &config())?;
             let (c, vip) = (sa("198.18.0.10:43400"), sa("198.18.100.1:80"));
             let first = lb.open_flow(c, vip, Ingress::Fx0)?;
             for b in ["198.18.1.11", "198.18.1.12", "198.18.1.13"] {
@@ -155,7 +161,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial("health/all-down-drops-when-configured", move || {
             // Every VIP: a backend that a VIP failing open still sends to keeps its flows (the
             // down flag is per backend), so all VIPs sharing these backends drop.
-            let cfg = CONFIG
+            let cfg = config()
                 .replace(
                     "protocol = \"tcp\"\n",
                     "protocol = \"tcp\"\nall_backends_down = \"drop\"\n",
@@ -187,7 +193,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             Ok(())
         }),
         trial("health/flow-table-records-last-seen", move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, &config())?;
             let vip = sa("198.18.100.1:80");
             for port in 43600..43610u16 {
                 lb.open_flow(
