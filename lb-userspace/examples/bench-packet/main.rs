@@ -2,7 +2,7 @@
 //! runs it (as root); by hand:
 //!
 //! ```sh
-//! cargo build --release -p lb-userspace --example bench-packet
+//! cargo build --release -p lb-userspace --features bench --example bench-packet
 //! sudo target/release/examples/bench-packet [--calls 20000] [--trials 5] [--case NAME] [--json F]
 //! ```
 //!

@@ -79,11 +79,12 @@ pub struct Checks {
     pub problems: Vec<String>,
 }
 
-/// A loaded load balancer with the benchmark's VIPs, exactly as `sheaved` loads one.
+/// A loaded load balancer with the benchmark's VIPs, filled exactly as `sheaved` fills one, from
+/// the bench object (`sheave_lb` and its maps, plus the bench-only entry points).
 pub fn load() -> Result<Dataplane> {
     let cfg = Config::parse(cases::CONFIG)?;
     let mut state = State::from_config(&cfg, State::slots_needed(&cfg) as u32)?;
-    let mut dp = Dataplane::load(LoadOptions {
+    let mut dp = Dataplane::load_bench(LoadOptions {
         flow_table_size: state.options.flow_table_size,
         ring_slots: state.ring_capacity,
     })?;

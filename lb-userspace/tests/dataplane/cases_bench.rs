@@ -1,7 +1,8 @@
 //! The bench-only entry point runs the production packet function: N iterations in one program
 //! run give the same verdict and output bytes as one run of `sheave_lb`, and every iteration
 //! counts (flow-table hits, or new flows when the source varies). The flow-table floor does the
-//! lookup and insert `sheave_lb` does, on the same map.
+//! lookup and insert `sheave_lb` does, on the same map. Only with the `bench` feature: the
+//! programs are in the bench object, which [`Dataplane::load_bench`] loads.
 use std::net::SocketAddr;
 
 use anyhow::{Result, ensure};
@@ -9,16 +10,22 @@ use lb_common::{
     bench::{BENCH_MODE_BALANCE, BENCH_MODE_RESTORE_ONLY, BenchConfig},
     stats::Stat,
 };
+use lb_userspace::{config::Config, dataplane::Dataplane};
 use libtest_mimic::Trial;
 
 use crate::{
-    lb::{Ingress, Lb, run_program, same_bytes},
+    lb::{CONFIG, Ingress, Lb, run_program, same_bytes},
     packets::{self, Tcp as F},
     trial,
 };
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
+}
+
+/// The fixture configuration's load balancer, from the bench object.
+fn bench_lb(fx0: u32) -> Result<Lb> {
+    Lb::load(fx0, &Config::parse(CONFIG)?, Dataplane::load_bench)
 }
 
 fn config(frame: &[u8], iterations: u32, mode: u32, vary_offset: u32) -> BenchConfig {
@@ -40,7 +47,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "bench/in-program-loop-matches-one-run",
             move || -> Result<()> {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = bench_lb(fx0)?;
                 let (c, vip) = (sa("198.18.0.10:44000"), sa("198.18.100.1:80"));
                 lb.open_flow(c, vip, Ingress::Fx0)?;
                 let ack = packets::tcp(c, vip, F::Ack, b"bench");
@@ -71,7 +78,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "bench/varying-source-makes-new-flows",
             move || -> Result<()> {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = bench_lb(fx0)?;
                 let (c, vip) = (sa("198.18.0.10:44100"), sa("198.18.100.1:80"));
                 let syn = packets::tcp(c, vip, F::Syn, b"");
                 let misses = lb.stat(Stat::FlowMiss);
@@ -92,7 +99,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "bench/floor-looks-up-and-inserts-like-sheave-lb",
             move || -> Result<()> {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = bench_lb(fx0)?;
                 let (c, vip) = (sa("198.18.0.10:44200"), sa("198.18.100.1:80"));
                 let syn = packets::tcp(c, vip, F::Syn, b"");
                 let (misses, hits) = (lb.stat(Stat::FlowMiss), lb.stat(Stat::FlowHit));

@@ -119,10 +119,14 @@ impl Lb {
     }
 
     pub fn with_config(fx0: u32, text: &str) -> Result<Lb> {
-        let cfg = Config::parse(text)?;
+        Lb::load(fx0, &Config::parse(text)?, Dataplane::load)
+    }
+
+    /// The program from `load` (e.g. [`Dataplane::load_bench`]) with the configuration `cfg`.
+    pub fn load(fx0: u32, cfg: &Config, load: fn(LoadOptions) -> Result<Dataplane>) -> Result<Lb> {
         // A ring table just big enough: the tests load the program many times.
-        let mut state = State::from_config(&cfg, State::slots_needed(&cfg) as u32)?;
-        let mut dp = Dataplane::load(LoadOptions {
+        let mut state = State::from_config(cfg, State::slots_needed(cfg) as u32)?;
+        let mut dp = load(LoadOptions {
             flow_table_size: state.options.flow_table_size,
             ring_slots: state.ring_capacity,
         })?;

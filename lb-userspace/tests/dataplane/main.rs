@@ -3,6 +3,7 @@
 //!
 //! Runs as its own harness so the process can enter a private network namespace before any test
 //! thread exists; every thread then shares it, and it disappears when the process exits.
+#[cfg(feature = "bench")]
 mod cases_bench;
 mod cases_decap;
 mod cases_flood;
@@ -44,6 +45,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(cases_matrix::trials(fx0));
     trials.extend(cases_state::trials(fx0));
     trials.extend(cases_health::trials(fx0));
+    #[cfg(feature = "bench")]
     trials.extend(cases_bench::trials(fx0));
     trials.extend(cases_swap::trials(fx0));
     trials.extend(cases_decap::trials());
