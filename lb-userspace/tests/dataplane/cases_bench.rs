@@ -78,7 +78,17 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "bench/varying-source-makes-new-flows",
             move || -> Result<()> {
-                let mut lb = bench_lb(fx0)?;
+                // The flow table is an LRU without a common list: each possible CPU gets an even
+                // share of its entries, and all 64 inserts land on the one this run is on. Room
+                // for twice that on every CPU, however many the host may have.
+                // (aya 0.14's nr_cpus counts the possible CPUs, not the online ones.)
+                let cpus = aya::util::nr_cpus()
+                    .map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?
+                    as u32;
+                let mut cfg = Config::parse(CONFIG)?;
+                let size = &mut cfg.dataplane.flow_table_size;
+                *size = (*size).max(2 * 64 * cpus);
+                let mut lb = Lb::load(fx0, &cfg, Dataplane::load_bench)?;
                 let (c, vip) = (sa("198.18.0.10:44100"), sa("198.18.100.1:80"));
                 let syn = packets::tcp(c, vip, F::Syn, b"");
                 let misses = lb.stat(Stat::FlowMiss);
