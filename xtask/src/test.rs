@@ -97,11 +97,12 @@ pub fn check_root() -> Result<()> {
 
 /// Features every cargo step here builds with. `lb-userspace/bench` builds the bench object too,
 /// so that the fixtures of the bench-only entry points run (sheaved still embeds the production
-/// object: lb-userspace's `objects` unit tests check what each object carries). The same set in
-/// every step, so that lb-userspace and its XDP objects are built once, not once per step.
-const FEATURES: &str = "lb-userspace/bench";
+/// object: lb-userspace's `objects` unit tests check what each object carries). The test step
+/// gets `lb-userspace/testkit` anyway (the dataplane test's dev-dependency); naming it for the
+/// build step too keeps one feature set, so lb-userspace and its XDP objects build once.
+const FEATURES: &str = "lb-userspace/bench,lb-userspace/testkit";
 /// Clippy also lints the eBPF crate's bench-only entry points (built for the host there).
-const LINT_FEATURES: &str = "lb-userspace/bench,lb-ebpf/bench";
+const LINT_FEATURES: &str = "lb-userspace/bench,lb-userspace/testkit,lb-ebpf/bench";
 
 pub fn run(ws: &Workspace, args: &Args) -> Result<()> {
     let start = Instant::now();

@@ -5,7 +5,7 @@
 //! benchmark reports. Runs after the case's test_run trials, on the same maps.
 use anyhow::{Result, ensure};
 use lb_common::bench::{BENCH_MODE_BALANCE, BENCH_MODE_RESTORE_ONLY, BenchConfig};
-use lb_userspace::dataplane::Dataplane;
+use lb_userspace::{dataplane::Dataplane, testkit::packets};
 use serde_json::{Value, json};
 
 use crate::{
@@ -46,7 +46,7 @@ fn packet(case: &Case) -> (Vec<u8>, u32) {
             (cases::later_packet(*proto, cases::client(0, vip), *vip), 0)
         }
         Traffic::SameSyn { vip } => (
-            cases::tcp(cases::client(0, vip), *vip, cases::Flags::Syn),
+            packets::tcp(cases::client(0, vip), *vip, packets::Tcp::Syn, b""),
             0,
         ),
         Traffic::NewFlows { proto, vip, .. } => {

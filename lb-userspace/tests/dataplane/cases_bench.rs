@@ -13,11 +13,12 @@ use lb_common::{
 use lb_userspace::{config::Config, dataplane::Dataplane};
 use libtest_mimic::Trial;
 
-use crate::{
-    lb::{CONFIG, Ingress, Lb, run_program, same_bytes},
+use lb_userspace::testkit::{
+    lb::{Ingress, Lb, run_program, same_bytes},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::{configs::FIXTURE, trial};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -25,7 +26,7 @@ fn sa(s: &str) -> SocketAddr {
 
 /// The fixture configuration's load balancer, from the bench object.
 fn bench_lb(fx0: u32) -> Result<Lb> {
-    Lb::load(fx0, &Config::parse(CONFIG)?, Dataplane::load_bench)
+    Lb::load(fx0, &Config::parse(FIXTURE)?, Dataplane::load_bench)
 }
 
 fn config(frame: &[u8], iterations: u32, mode: u32, vary_offset: u32) -> BenchConfig {
@@ -85,7 +86,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                 let cpus = aya::util::nr_cpus()
                     .map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?
                     as u32;
-                let mut cfg = Config::parse(CONFIG)?;
+                let mut cfg = Config::parse(FIXTURE)?;
                 let size = &mut cfg.dataplane.flow_table_size;
                 *size = (*size).max(2 * 64 * cpus);
                 let mut lb = Lb::load(fx0, &cfg, Dataplane::load_bench)?;

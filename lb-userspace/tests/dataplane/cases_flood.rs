@@ -7,11 +7,12 @@ use lb_common::stats::Stat;
 use lb_userspace::{config::Protocol::Tcp, wire::flow_key};
 use libtest_mimic::Trial;
 
-use crate::{
+use lb_userspace::testkit::{
     lb::{Ingress, Lb, expect_forward},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::trial;
 
 const CONFIG: &str = r#"
 [dataplane]
@@ -31,18 +32,7 @@ backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }]
 fn on_one_cpu<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
-            let cpu = unsafe { libc::sched_getcpu() };
-            ensure!(
-                cpu >= 0,
-                "sched_getcpu: {}",
-                std::io::Error::last_os_error()
-            );
-            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            unsafe { libc::CPU_SET(cpu as usize, &mut set) };
-            let size = std::mem::size_of::<libc::cpu_set_t>();
-            if unsafe { libc::sched_setaffinity(0, size, &set) } != 0 {
-                bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
-            }
+            lb_userspace::testkit::pin_to_current_cpu()?;
             f()
         })
         .join()

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use lb_userspace::config::Protocol::{Tcp, Udp};
 use libtest_mimic::Trial;
 
-use crate::{
+use lb_userspace::testkit::{
     lb::{Ingress, Lb, expect_forward, expect_forward_to},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::{configs::FIXTURE, trial};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -20,50 +21,50 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     let mut v = Vec::new();
     for (name, ingress) in [("redirect", Ingress::Lo), ("tx", Ingress::Fx0)] {
         v.push(trial(&format!("forward/tcp4-syn-{name}"), move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (c, vip) = (sa("198.18.0.10:40000"), sa("198.18.100.1:80"));
             let p = packets::tcp(c, vip, F::Syn, b"");
             expect_forward(&mut lb, Tcp, c, vip, &p, ingress).map(drop)
         }));
         v.push(trial(&format!("forward/tcp6-syn-{name}"), move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (c, vip) = (sa("[2001:db8::10]:40000"), sa("[2001:db8:100::1]:80"));
             let p = packets::tcp(c, vip, F::Syn, b"");
             expect_forward(&mut lb, Tcp, c, vip, &p, ingress).map(drop)
         }));
         v.push(trial(&format!("forward/udp4-{name}"), move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (c, vip) = (sa("198.18.0.10:5353"), sa("198.18.100.1:53"));
             let p = packets::udp(c, vip, b"query");
             expect_forward(&mut lb, Udp, c, vip, &p, ingress).map(drop)
         }));
         v.push(trial(&format!("forward/udp6-{name}"), move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (c, vip) = (sa("[2001:db8::10]:5353"), sa("[2001:db8:100::1]:53"));
             let p = packets::udp(c, vip, b"query");
             expect_forward(&mut lb, Udp, c, vip, &p, ingress).map(drop)
         }));
     }
     v.push(trial("forward/tcp4-ack-with-payload", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (c, vip) = (sa("198.18.0.10:40001"), sa("198.18.100.1:80"));
         let p = packets::tcp(c, vip, F::Ack, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         expect_forward(&mut lb, Tcp, c, vip, &p, Ingress::Fx0).map(drop)
     }));
     v.push(trial("forward/tcp6-fin", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (c, vip) = (sa("[2001:db8::10]:40002"), sa("[2001:db8:100::1]:80"));
         let p = packets::tcp(c, vip, F::Fin, b"");
         expect_forward(&mut lb, Tcp, c, vip, &p, Ingress::Fx0).map(drop)
     }));
     v.push(trial("forward/tcp4-rst", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (c, vip) = (sa("198.18.0.10:40003"), sa("198.18.100.1:80"));
         let p = packets::tcp(c, vip, F::Rst, b"");
         expect_forward(&mut lb, Tcp, c, vip, &p, Ingress::Fx0).map(drop)
     }));
     v.push(trial("forward/ipv4-vip-to-ipv6-backend", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (c, vip) = (sa("198.18.0.10:40004"), sa("198.18.100.2:80"));
         let p = packets::tcp(c, vip, F::Syn, b"");
         let b = expect_forward(&mut lb, Tcp, c, vip, &p, Ingress::Fx0)?;
@@ -71,7 +72,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         Ok(())
     }));
     v.push(trial("forward/ipv6-vip-to-ipv4-backend", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (c, vip) = (sa("[2001:db8::10]:40005"), sa("[2001:db8:100::2]:80"));
         let p = packets::tcp(c, vip, F::Syn, b"");
         let b = expect_forward(&mut lb, Tcp, c, vip, &p, Ingress::Fx0)?;
@@ -79,7 +80,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         Ok(())
     }));
     v.push(trial("forward/ipv4-with-options", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (c, vip) = (sa("198.18.0.10:40006"), sa("198.18.100.1:80"));
         // Rebuild a SYN with 8 bytes of IPv4 options (two NOPs, then End of Options padding).
         let plain = packets::tcp(c, vip, F::Syn, b"");
@@ -95,7 +96,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     v.push(trial(
         "forward/ethernet-padding-kept-outside-ip-length",
         move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (c, vip) = (sa("198.18.0.10:40007"), sa("198.18.100.1:53"));
             // A 46-byte IPv4/UDP packet padded to the 60-byte Ethernet minimum.
             let mut p = packets::udp(c, vip, b"q");
@@ -104,7 +105,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         },
     ));
     v.push(trial("forward/udp4-zero-checksum", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (c, vip) = (sa("198.18.0.10:5354"), sa("198.18.100.1:53"));
         let mut p = packets::udp(c, vip, b"no checksum");
         p[40] = 0;
@@ -113,7 +114,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     }));
     v.push(trial("forward/ttl-1-is-not-a-router-hop", move || {
         // DSR keeps the client's packet intact; the outer header has its own TTL.
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (c, vip) = (sa("198.18.0.10:40008"), sa("198.18.100.1:80"));
         let mut p = packets::tcp(c, vip, F::Syn, b"");
         p[22] = 1;
@@ -121,7 +122,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         expect_forward(&mut lb, Tcp, c, vip, &p, Ingress::Fx0).map(drop)
     }));
     v.push(trial("forward/dscp-copied-to-outer-header", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (c, vip) = (sa("198.18.0.10:40009"), sa("198.18.100.1:80"));
         let mut p = packets::tcp(c, vip, F::Syn, b"");
         p[15] = 0xB8; // EF
@@ -129,7 +130,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         expect_forward(&mut lb, Tcp, c, vip, &p, Ingress::Fx0).map(drop)
     }));
     v.push(trial("forward/outer-source-varies-per-flow", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let vip = sa("198.18.100.1:80");
         let mut sources = std::collections::HashSet::new();
         for port in 41000..41032u16 {

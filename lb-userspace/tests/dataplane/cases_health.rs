@@ -18,11 +18,12 @@ use lb_userspace::{
 };
 use libtest_mimic::Trial;
 
-use crate::{
-    lb::{CONFIG, Ingress, Lb, expect_forward, expect_forward_to},
+use lb_userspace::testkit::{
+    lb::{Ingress, Lb, expect_forward, expect_forward_to},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::{configs::FIXTURE, trial};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -33,8 +34,8 @@ fn sa(s: &str) -> SocketAddr {
 /// wants, so the verdicts these tests set must be of a wanted check.
 fn config() -> String {
     let first_vip = "protocol = \"tcp\"\nring_size = 1009\n";
-    assert!(CONFIG.contains(first_vip));
-    CONFIG.replacen(
+    assert!(FIXTURE.contains(first_vip));
+    FIXTURE.replacen(
         first_vip,
         &format!("{first_vip}health_check = {{ type = \"tcp\", initial_state = \"up\" }}\n"),
         1,

@@ -9,11 +9,12 @@ use lb_common::stats::Stat;
 use lb_userspace::config::Protocol::Tcp;
 use libtest_mimic::Trial;
 
-use crate::{
+use lb_userspace::testkit::{
     lb::{Ingress, Lb, XDP_PASS, XDP_TX, expect_forward, expect_forward_to, same_bytes},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::{configs::FIXTURE, trial};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -38,7 +39,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         ),
     ] {
         v.push(trial(name, move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (action, out) = lb.run(&packets::icmp_echo(ip(client), ip(vip)), Ingress::Fx0)?;
             ensure!(action == XDP_TX, "action {action}");
             same_bytes(&out, &packets::icmp_echo_reply(ip(client), ip(vip)))?;
@@ -49,7 +50,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     v.push(trial(
         "icmp/echo-with-ipv4-options-goes-to-the-kernel",
         move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let plain = packets::icmp_echo(ip("198.18.0.10"), ip("198.18.100.1"));
             let mut p = plain[..34].to_vec();
             p.extend_from_slice(&[1, 1, 1, 0]);
@@ -78,7 +79,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         ),
     ] {
         v.push(trial(name, move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (c, vip) = (sa(client), sa(vip));
             // The flow exists; then its backend leaves the ring, so only the flow table can
             // send the error to the right backend.
@@ -93,7 +94,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     v.push(trial(
         "icmp/error-without-a-flow-uses-the-ring-and-creates-no-flow",
         move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (c, vip) = (sa("198.18.0.10:40001"), sa("198.18.100.1:80"));
             let err = packets::icmp_too_big(ip("198.18.0.254"), vip, c);
             expect_forward(&mut lb, Tcp, c, vip, &err, Ingress::Fx0)?;
@@ -105,7 +106,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     v.push(trial(
         "icmp/error-about-a-non-vip-flow-goes-to-the-kernel",
         move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let err = packets::icmp_too_big(
                 ip("198.18.0.254"),
                 sa("198.18.100.9:80"),
@@ -117,7 +118,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         },
     ));
     v.push(trial("flow/syn-after-fin-is-a-new-connection", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (c, vip) = (sa("198.18.0.10:43000"), sa("198.18.100.1:80"));
         let first = lb.open_flow(c, vip, Ingress::Fx0)?;
         lb.weight_zero(vip, first.backend)?;
@@ -136,7 +137,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         Ok(())
     }));
     v.push(trial("flow/rst-closes-too", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (c, vip) = (sa("[2001:db8::10]:43001"), sa("[2001:db8:100::1]:80"));
         let first = lb.open_flow(c, vip, Ingress::Lo)?;
         lb.weight_zero(vip, first.backend)?;
@@ -157,7 +158,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         v.push(trial(
             &format!("forward/ipv6-with-{n}-extension-headers"),
             move || {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = Lb::with_config(fx0, FIXTURE)?;
                 let (c, vip) = (sa("[2001:db8::10]:40010"), sa("[2001:db8:100::1]:80"));
                 let p = packets::with_ipv6_ext_headers(&packets::tcp(c, vip, F::Syn, b""), n);
                 expect_forward(&mut lb, Tcp, c, vip, &p, Ingress::Fx0).map(drop)

@@ -11,11 +11,12 @@ use lb_common::stats::Stat;
 use lb_userspace::config::Protocol::{Tcp, Udp};
 use libtest_mimic::Trial;
 
-use crate::{
+use lb_userspace::testkit::{
     lb::{Ingress, Lb, expect_forward, expect_pass_unchanged},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::{configs::FIXTURE, trial};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -24,7 +25,7 @@ fn sa(s: &str) -> SocketAddr {
 /// One program for the stateless truncation fixtures (loading one per fixture would dominate).
 fn shared(fx0: u32) -> &'static Mutex<Lb> {
     static LB: OnceLock<Mutex<Lb>> = OnceLock::new();
-    LB.get_or_init(|| Mutex::new(Lb::new(fx0).expect("load the program")))
+    LB.get_or_init(|| Mutex::new(Lb::with_config(fx0, FIXTURE).expect("load the program")))
 }
 
 /// (name, packet, header bytes: Ethernet + IP + L4 header)
@@ -99,7 +100,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                 v.push(trial(
                     &format!("matrix/tcp-{vname}-{fname}-{iname}"),
                     move || {
-                        let mut lb = Lb::new(fx0)?;
+                        let mut lb = Lb::with_config(fx0, FIXTURE)?;
                         let (c, d) = (sa(client), sa(vip));
                         let payload: &[u8] = if matches!(f, F::Ack) { b"data" } else { b"" };
                         expect_forward(&mut lb, Tcp, c, d, &packets::tcp(c, d, f, payload), ingress)
@@ -117,7 +118,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             v.push(trial(
                 &format!("matrix/udp-{name}-{size}-byte-payload"),
                 move || {
-                    let mut lb = Lb::new(fx0)?;
+                    let mut lb = Lb::with_config(fx0, FIXTURE)?;
                     let (c, d) = (sa(client), sa(vip));
                     let p = packets::udp(c, d, &vec![0xA5; size]);
                     expect_forward(&mut lb, Udp, c, d, &p, Ingress::Fx0).map(drop)

@@ -7,12 +7,13 @@ use anyhow::ensure;
 use lb_common::stats::Stat;
 use libtest_mimic::Trial;
 
-use crate::{
+use lb_userspace::testkit::{
     lb::{Ingress, Lb, XDP_DROP, XDP_PASS, XDP_TX, expect_pass_unchanged, same_bytes},
     netns::{CLIENT_MAC, FX_MTU, LB_MAC},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::{configs::FIXTURE, trial};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -34,7 +35,7 @@ fn syn6() -> Vec<u8> {
 /// A trial that checks `input` passes unchanged and lands in counter `stat`.
 fn passes(fx0: u32, name: &str, stat: Stat, input: impl Fn() -> Vec<u8> + Send + 'static) -> Trial {
     trial(&format!("pass/{name}"), move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         expect_pass_unchanged(&mut lb, &input())?;
         ensure!(lb.stat(stat) == 1, "{stat:?} = {}", lb.stat(stat));
         Ok(())
@@ -44,7 +45,7 @@ fn passes(fx0: u32, name: &str, stat: Stat, input: impl Fn() -> Vec<u8> + Send +
 /// A trial that checks `input` is dropped and lands in counter `stat`.
 fn drops(fx0: u32, name: &str, stat: Stat, input: impl Fn() -> Vec<u8> + Send + 'static) -> Trial {
     trial(&format!("drop/{name}"), move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (action, _) = lb.run(&input(), Ingress::Lo)?;
         ensure!(action == XDP_DROP, "action {action}");
         ensure!(lb.stat(stat) == 1, "{stat:?} = {}", lb.stat(stat));
@@ -264,7 +265,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     v.push(trial(
         "deliver/no-neighbour-goes-to-kernel-encapsulated",
         move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (c, vip) = (sa("198.18.0.10:40000"), sa("198.18.100.3:80"));
             let input = packets::tcp(c, vip, F::Syn, b"");
             let (action, out) = lb.run(&input, Ingress::Fx0)?;
@@ -287,7 +288,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         },
     ));
     v.push(trial("deliver/no-route-drops", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let input = packets::tcp(sa("198.18.0.10:40000"), sa("198.18.100.4:80"), F::Syn, b"");
         let (action, _) = lb.run(&input, Ingress::Fx0)?;
         ensure!(action == XDP_DROP, "action {action}");
@@ -297,7 +298,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     v.push(trial(
         "deliver/too-big-answers-fragmentation-needed",
         move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (c, vip) = (sa("198.18.0.10:40000"), sa("198.18.100.1:80"));
             // Inner packet exactly the MTU: 20 more bytes of outer header do not fit.
             let input = packets::tcp(c, vip, F::Ack, &vec![0x55u8; FX_MTU - 40]);
@@ -312,7 +313,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     v.push(trial(
         "deliver/too-big-answers-packet-too-big-v6",
         move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (c, vip) = (sa("[2001:db8::10]:40000"), sa("[2001:db8:100::1]:80"));
             let input = packets::tcp(c, vip, F::Ack, &vec![0x55u8; FX_MTU - 60]);
             let (action, out) = lb.run(&input, Ingress::Fx0)?;
@@ -322,7 +323,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         },
     ));
     v.push(trial("deliver/too-big-without-df-drops", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = Lb::with_config(fx0, FIXTURE)?;
         let (c, vip) = (sa("198.18.0.10:40000"), sa("198.18.100.1:80"));
         let mut input = packets::tcp(c, vip, F::Ack, &vec![0x55u8; FX_MTU - 40]);
         input[20] &= !0x40;

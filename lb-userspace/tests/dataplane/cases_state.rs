@@ -7,11 +7,12 @@ use lb_common::stats::Stat;
 use lb_userspace::config::Protocol::Tcp;
 use libtest_mimic::Trial;
 
-use crate::{
+use lb_userspace::testkit::{
     lb::{Ingress, Lb, expect_forward, expect_forward_to, expect_pass_unchanged},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::{configs::FIXTURE, trial};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -22,7 +23,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "flow/syn-with-another-sequence-number-is-a-new-connection",
             move || {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = Lb::with_config(fx0, FIXTURE)?;
                 let (c, vip) = (sa("198.18.0.10:42900"), sa("198.18.100.1:80"));
                 let first = lb.open_flow(c, vip, Ingress::Fx0)?;
                 lb.weight_zero(vip, first.backend)?;
@@ -60,7 +61,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "flow/established-flow-sticks-when-ring-changes",
             move || {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = Lb::with_config(fx0, FIXTURE)?;
                 let (c, vip) = (sa("198.18.0.10:42000"), sa("198.18.100.1:80"));
                 let first = lb.open_flow(c, vip, Ingress::Fx0)?;
                 lb.weight_zero(vip, first.backend)?;
@@ -88,7 +89,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             },
         ),
         trial("flow/removed-backend-flows-are-rescheduled", move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (c, vip) = (sa("198.18.0.10:42100"), sa("198.18.100.1:80"));
             let first = lb.simulate(Tcp, c, vip)?;
             expect_forward(
@@ -123,7 +124,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "flow/syn-then-ack-same-backend-and-table-entry",
             move || {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = Lb::with_config(fx0, FIXTURE)?;
                 let (c, vip) = (sa("[2001:db8::10]:42200"), sa("[2001:db8:100::1]:80"));
                 let b1 = expect_forward(
                     &mut lb,
@@ -153,7 +154,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             },
         ),
         trial("stats/vip-backend-and-outcome-counters", move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = Lb::with_config(fx0, FIXTURE)?;
             let (c, vip) = (sa("198.18.0.10:42300"), sa("198.18.100.1:80"));
             let pkts = [
                 packets::tcp(c, vip, F::Syn, b""),

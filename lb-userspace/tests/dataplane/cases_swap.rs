@@ -12,11 +12,12 @@ use lb_userspace::{config::Protocol::Tcp, reconcile, wire::flow_key};
 use libtest_mimic::Trial;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
-use crate::{
+use lb_userspace::testkit::{
     lb::{Ingress, Lb, run_program},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::trial;
 
 /// Backend 198.18.1.(FIRST+i) has index i: a packet's backend decodes to a table version.
 ///

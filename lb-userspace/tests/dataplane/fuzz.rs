@@ -60,26 +60,23 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use aya::{
-    Ebpf,
-    maps::{HashMap, MapData},
-    programs::Xdp,
-};
-use lb_common::decap::DecapKey;
 use lb_userspace::{
     config::{Config, Protocol},
-    dataplane::objects::DECAP,
-    wire::{Prefix, family, ip_words},
+    testkit::{
+        decap::Decap,
+        lb::{
+            Ingress, Lb, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, action_name, hex, mac_of,
+            same_bytes,
+        },
+        netns::{CLIENT_MAC, FX_MTU, LB_MAC},
+        packets::{self, Tcp as F},
+    },
+    wire::Prefix,
 };
 use libtest_mimic::Trial;
 use rand::{Rng, SeedableRng, rngs::SmallRng, seq::IndexedRandom};
 
-use crate::{
-    lb::{self, Ingress, Lb, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, hex, mac_of, same_bytes},
-    netns::{CLIENT_MAC, FX_MTU, LB_MAC},
-    packets::{self, Tcp as F},
-    trial,
-};
+use crate::{configs::FIXTURE, trial};
 
 const SEED_ENV: &str = "SHEAVE_FUZZ_SEED";
 const ITERATIONS_ENV: &str = "SHEAVE_FUZZ_ITERATIONS";
@@ -536,7 +533,7 @@ fn prefix_contains(p: &Prefix, a: IpAddr) -> bool {
 
 impl Model {
     fn new() -> Result<Model> {
-        let cfg = Config::parse(lb::CONFIG)?;
+        let cfg = Config::parse(FIXTURE)?;
         let mut addresses: Vec<IpAddr> = cfg.vips.iter().map(|v| v.address).collect();
         addresses.sort();
         addresses.dedup();
@@ -804,16 +801,6 @@ fn outcome_name(action: u32, changed: bool) -> &'static str {
     }
 }
 
-fn action_name(a: u32) -> String {
-    match a {
-        XDP_DROP => "XDP_DROP".into(),
-        XDP_PASS => "XDP_PASS".into(),
-        XDP_TX => "XDP_TX".into(),
-        XDP_REDIRECT => "XDP_REDIRECT".into(),
-        a => format!("action {a}"),
-    }
-}
-
 struct LbChecker {
     fx0: u32,
     lb: Lb,
@@ -824,13 +811,13 @@ impl LbChecker {
     fn new(fx0: u32) -> Result<LbChecker> {
         Ok(LbChecker {
             fx0,
-            lb: Lb::new(fx0)?,
+            lb: Lb::with_config(fx0, FIXTURE)?,
             model: Model::new()?,
         })
     }
 
     fn reload(&mut self) -> Result<()> {
-        self.lb = Lb::new(self.fx0)?;
+        self.lb = Lb::with_config(self.fx0, FIXTURE)?;
         Ok(())
     }
 
@@ -2749,34 +2736,6 @@ impl DecapModel {
             }
         })();
         result.with_context(|| format!("input class `{}`, expected {v:?}", v.class))
-    }
-}
-
-struct Decap {
-    ebpf: Ebpf,
-}
-
-impl Decap {
-    fn new(vips: &[IpAddr]) -> Result<Decap> {
-        let mut ebpf = Ebpf::load(DECAP)?;
-        let prog: &mut Xdp = ebpf.program_mut("sheave_decap").unwrap().try_into()?;
-        prog.load()?;
-        let mut map: HashMap<&mut MapData, DecapKey, u8> =
-            HashMap::try_from(ebpf.map_mut("DECAP_VIPS").unwrap())?;
-        for &a in vips {
-            let key = DecapKey {
-                addr: ip_words(a),
-                family: family(a),
-                _pad: [0; 3],
-            };
-            map.insert(key, 1, 0)?;
-        }
-        Ok(Decap { ebpf })
-    }
-
-    fn run(&mut self, input: &[u8]) -> Result<(u32, Vec<u8>)> {
-        let prog: &mut Xdp = self.ebpf.program_mut("sheave_decap").unwrap().try_into()?;
-        lb::run_program(prog, input, Ingress::Lo, 0)
     }
 }
 

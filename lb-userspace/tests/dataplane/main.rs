@@ -15,12 +15,16 @@ mod cases_pass;
 mod cases_state;
 mod cases_swap;
 mod fuzz;
-mod lb;
-mod netns;
-mod packets;
 mod parity;
 
+use lb_userspace::testkit::netns;
 use libtest_mimic::{Arguments, Trial};
+
+/// The fixtures' configurations, as files (`configs/*.toml`).
+pub mod configs {
+    /// The VIPs and backends most fixtures run against.
+    pub const FIXTURE: &str = include_str!("configs/fixture.toml");
+}
 
 /// A trial whose body returns `anyhow::Result`.
 pub fn trial(name: &str, f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> Trial {

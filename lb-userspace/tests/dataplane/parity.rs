@@ -7,11 +7,12 @@ use lb_userspace::config::Protocol::{Tcp, Udp};
 use libtest_mimic::Trial;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
-use crate::{
+use lb_userspace::testkit::{
     lb::{Ingress, Lb},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::trial;
 
 const CONFIG: &str = r#"
 [dataplane]

@@ -1,6 +1,10 @@
 //! The load balancer under test: the real program loaded with a fixture configuration through
-//! the daemon's own state and reconcile code, run with BPF_PROG_TEST_RUN.
-use std::net::{IpAddr, SocketAddr};
+//! the daemon's own state and reconcile code, run with BPF_PROG_TEST_RUN; and the checks of what
+//! it did with a packet.
+use std::{
+    borrow::Cow,
+    net::{IpAddr, SocketAddr},
+};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::programs::{TestRun, TestRunOptions};
@@ -9,7 +13,8 @@ use lb_common::{
     config::{DataplaneConfig, outer_src_v4, outer_src_v6},
     stats::Stat,
 };
-use lb_userspace::{
+
+use crate::{
     config::{Config, Protocol},
     dataplane::{Dataplane, LoadOptions},
     reconcile,
@@ -18,82 +23,25 @@ use lb_userspace::{
     wire::{flow_key, words_ip},
 };
 
-use crate::netns::{LB_MAC, backend_mac};
+use super::netns::{LB_MAC, backend_mac};
 
+pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 pub const XDP_REDIRECT: u32 = 4;
 
-pub const CONFIG: &str = r#"
-[dataplane]
-flow_table_size = 4096
-encap_source_v4 = "198.18.200.0/24"
-encap_source_v6 = "2001:db8:200::/120"
-
-[[vip]]
-address = "198.18.100.1"
-port = 80
-protocol = "tcp"
-ring_size = 1009
-backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }, { address = "198.18.1.13" }]
-
-[[vip]]
-address = "198.18.100.1"
-port = 53
-protocol = "udp"
-ring_size = 13
-backend = [{ address = "198.18.1.11" }]
-
-[[vip]]
-address = "2001:db8:100::1"
-port = 80
-protocol = "tcp"
-ring_size = 1009
-backend = [{ address = "2001:db8:1::11" }, { address = "2001:db8:1::12" }, { address = "2001:db8:1::13" }]
-
-[[vip]]
-address = "2001:db8:100::1"
-port = 53
-protocol = "udp"
-ring_size = 13
-backend = [{ address = "2001:db8:1::11" }]
-
-[[vip]]
-address = "198.18.100.2"
-port = 80
-protocol = "tcp"
-ring_size = 13
-backend = [{ address = "2001:db8:1::12" }]
-
-[[vip]]
-address = "2001:db8:100::2"
-port = 80
-protocol = "tcp"
-ring_size = 13
-backend = [{ address = "198.18.1.12" }]
-
-[[vip]]
-address = "198.18.100.3"
-port = 80
-protocol = "tcp"
-ring_size = 13
-backend = [{ address = "198.18.1.99" }]   # on-link, no neighbour entry
-
-[[vip]]
-address = "198.18.100.4"
-port = 80
-protocol = "tcp"
-ring_size = 13
-backend = [{ address = "198.19.99.1" }]   # no route
-
-[[vip]]
-address = "198.18.100.5"
-port = 80
-protocol = "tcp"
-ring_size = 13
-backend = [{ address = "198.18.1.13", weight = 0 }]
-"#;
+/// An XDP action's name, for messages.
+pub fn action_name(a: u32) -> Cow<'static, str> {
+    match a {
+        XDP_ABORTED => "XDP_ABORTED".into(),
+        XDP_DROP => "XDP_DROP".into(),
+        XDP_PASS => "XDP_PASS".into(),
+        XDP_TX => "XDP_TX".into(),
+        XDP_REDIRECT => "XDP_REDIRECT".into(),
+        _ => format!("action {a}").into(),
+    }
+}
 
 /// Which interface test_run pretends the packet arrived on.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -114,10 +62,7 @@ pub struct Lb {
 }
 
 impl Lb {
-    pub fn new(fx0: u32) -> Result<Lb> {
-        Lb::with_config(fx0, CONFIG)
-    }
-
+    /// The production program with the configuration `text` (TOML, as sheaved reads it).
     pub fn with_config(fx0: u32, text: &str) -> Result<Lb> {
         Lb::load(fx0, &Config::parse(text)?, Dataplane::load)
     }
@@ -166,7 +111,7 @@ impl Lb {
     /// Open a TCP flow: its SYN is forwarded to the ring's pick, which is returned.
     pub fn open_flow(&mut self, c: SocketAddr, vip: SocketAddr, ingress: Ingress) -> Result<Pick> {
         let first = self.simulate(Protocol::Tcp, c, vip)?;
-        let syn = crate::packets::tcp(c, vip, crate::packets::Tcp::Syn, b"");
+        let syn = super::packets::tcp(c, vip, super::packets::Tcp::Syn, b"");
         expect_forward_to(self, &syn, ingress, first.backend, first.hash)?;
         Ok(first)
     }
@@ -213,10 +158,7 @@ pub fn run_program(
     fx0: u32,
 ) -> Result<(u32, Vec<u8>)> {
     let mut out = vec![0u8; input.len() + 256];
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-    let mut ctx = [0u8; 24];
-    ctx[4..8].copy_from_slice(&(input.len() as u32).to_ne_bytes());
-    ctx[12..16].copy_from_slice(&fx0.to_ne_bytes());
+    let ctx = xdp_md(input.len(), fx0);
     let opts = TestRunOptions {
         data_in: Some(input),
         data_out: Some(&mut out),
@@ -226,6 +168,16 @@ pub fn run_program(
     let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN")?;
     out.truncate(r.data_size_out as usize);
     Ok((r.return_value, out))
+}
+
+/// The context test_run gives an XDP program for a packet of `len` bytes that arrived on
+/// interface `ingress_ifindex`: a `struct xdp_md` (data, data_end, data_meta, ingress_ifindex,
+/// rx_queue_index, egress_ifindex).
+pub fn xdp_md(len: usize, ingress_ifindex: u32) -> [u8; 24] {
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    ctx
 }
 
 /// The MAC of a fixture backend with a neighbour entry (x.x.x.11-13 / ::11-13).
@@ -265,7 +217,7 @@ pub fn expect_forward_to(
     } else {
         XDP_REDIRECT
     };
-    let want = crate::packets::encapsulated(
+    let want = super::packets::encapsulated(
         input,
         LB_MAC,
         mac_of(backend),
