@@ -13,44 +13,10 @@ use lb_userspace::{
     },
 };
 
-/// The VIPs and backends every case runs against, through the daemon's own config parser. The
-/// flow table and the rings take the daemon's defaults (1M flows, M = 65537), as in production.
-pub const CONFIG: &str = r#"
-[dataplane]
-encap_source_v4 = "198.18.200.0/24"
-encap_source_v6 = "2001:db8:200::/120"
-
-[[vip]]
-address = "198.18.100.1"
-port = 80
-protocol = "tcp"
-backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }, { address = "198.18.1.13" }]
-
-[[vip]]
-address = "198.18.100.1"
-port = 53
-protocol = "udp"
-backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }, { address = "198.18.1.13" }]
-
-[[vip]]
-address = "2001:db8:100::1"
-port = 80
-protocol = "tcp"
-backend = [{ address = "2001:db8:1::11" }, { address = "2001:db8:1::12" }, { address = "2001:db8:1::13" }]
-
-[[vip]]
-address = "2001:db8:100::1"
-port = 53
-protocol = "udp"
-backend = [{ address = "2001:db8:1::11" }, { address = "2001:db8:1::12" }, { address = "2001:db8:1::13" }]
-
-# An IPv4 VIP with IPv6 backends: IP6IP6 would not do, the outer header is IPv6 around IPv4.
-[[vip]]
-address = "198.18.100.2"
-port = 80
-protocol = "tcp"
-backend = [{ address = "2001:db8:1::11" }, { address = "2001:db8:1::12" }, { address = "2001:db8:1::13" }]
-"#;
+/// The VIPs and backends every case runs against (`bench.toml`), through the daemon's own config
+/// parser. The flow table and the rings take the daemon's defaults (1M flows, M = 65537), as in
+/// production.
+pub const CONFIG: &str = include_str!("bench.toml");
 
 const VIP4: SocketAddr = vip(IpAddr::V4(Ipv4Addr::new(198, 18, 100, 1)), 80);
 const VIP4_UDP: SocketAddr = vip(IpAddr::V4(Ipv4Addr::new(198, 18, 100, 1)), 53);

@@ -116,6 +116,19 @@ impl Lb {
         Ok(first)
     }
 
+    /// A TCP packet of the flow `c` → `vip` with `flags` and no payload is forwarded to the
+    /// ring's pick ([`expect_forward`]), which is returned.
+    pub fn forward_tcp(
+        &mut self,
+        c: SocketAddr,
+        vip: SocketAddr,
+        flags: super::packets::Tcp,
+        ingress: Ingress,
+    ) -> Result<IpAddr> {
+        let p = super::packets::tcp(c, vip, flags, b"");
+        expect_forward(self, Protocol::Tcp, c, vip, &p, ingress)
+    }
+
     /// Take `backend` out of `vip`'s ring (weight 0) and sync: new flows avoid it, established
     /// ones keep it.
     pub fn weight_zero(&mut self, vip: SocketAddr, backend: IpAddr) -> Result<()> {

@@ -18,7 +18,7 @@ use lb_userspace::testkit::{
     packets::{self, Tcp as F},
 };
 
-use crate::{configs::FIXTURE, trial};
+use crate::{configs, trial};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -26,7 +26,11 @@ fn sa(s: &str) -> SocketAddr {
 
 /// The fixture configuration's load balancer, from the bench object.
 fn bench_lb(fx0: u32) -> Result<Lb> {
-    Lb::load(fx0, &Config::parse(FIXTURE)?, Dataplane::load_bench)
+    Lb::load(
+        fx0,
+        &Config::parse(configs::text(configs::FIXTURE))?,
+        Dataplane::load_bench,
+    )
 }
 
 fn config(frame: &[u8], iterations: u32, mode: u32, vary_offset: u32) -> BenchConfig {
@@ -86,7 +90,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                 let cpus = aya::util::nr_cpus()
                     .map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?
                     as u32;
-                let mut cfg = Config::parse(FIXTURE)?;
+                let mut cfg = Config::parse(configs::text(configs::FIXTURE))?;
                 let size = &mut cfg.dataplane.flow_table_size;
                 *size = (*size).max(2 * 64 * cpus);
                 let mut lb = Lb::load(fx0, &cfg, Dataplane::load_bench)?;

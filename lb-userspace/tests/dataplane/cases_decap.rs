@@ -6,14 +6,14 @@ use lb_userspace::{
     config::Protocol::Tcp,
     testkit::{
         decap::Decap,
-        lb::{Ingress, Lb, XDP_DROP, XDP_PASS, mac_of, same_bytes},
+        lb::{Ingress, XDP_DROP, XDP_PASS, mac_of, same_bytes},
         netns::{CLIENT_MAC, LB_MAC},
         packets::{self, Tcp as F},
     },
 };
 use libtest_mimic::Trial;
 
-use crate::{configs::FIXTURE, trial};
+use crate::{configs, trial};
 
 const VIPS: [&str; 2] = ["198.18.100.1", "2001:db8:100::1"];
 
@@ -27,6 +27,18 @@ fn ip(s: &str) -> IpAddr {
 
 fn decap() -> Result<Decap> {
     Decap::new(&VIPS.map(ip))
+}
+
+/// `inner` in an IPIP header from 198.18.200.7 to backend 198.18.1.11.
+fn ipip(inner: &[u8]) -> Vec<u8> {
+    packets::encapsulated(
+        inner,
+        LB_MAC,
+        CLIENT_MAC,
+        ip("198.18.200.7"),
+        ip("198.18.1.11"),
+        7,
+    )
 }
 
 /// `inner` as the backend's stack should see it: the encapsulated frame's MACs, inner ethertype.
@@ -91,14 +103,7 @@ pub fn trials() -> Vec<Trial> {
         trial("decap/inner-destination-not-ours-passes-untouched", || {
             let mut d = decap()?;
             let inner = packets::tcp(sa("198.18.0.10:1"), sa("198.18.100.99:80"), F::Syn, b"");
-            let input = packets::encapsulated(
-                &inner,
-                LB_MAC,
-                CLIENT_MAC,
-                ip("198.18.200.7"),
-                ip("198.18.1.11"),
-                7,
-            );
+            let input = ipip(&inner);
             let (action, out) = d.run(&input)?;
             ensure!(action == XDP_PASS);
             same_bytes(&out, &input)
@@ -113,14 +118,7 @@ pub fn trials() -> Vec<Trial> {
         trial("decap/truncated-inner-header-drops", || {
             let mut d = decap()?;
             let inner = packets::tcp(sa("198.18.0.10:1"), sa("198.18.100.1:80"), F::Syn, b"");
-            let input = packets::encapsulated(
-                &inner,
-                LB_MAC,
-                CLIENT_MAC,
-                ip("198.18.200.7"),
-                ip("198.18.1.11"),
-                7,
-            );
+            let input = ipip(&inner);
             let (action, _) = d.run(&input[..14 + 20 + 12])?;
             ensure!(action == XDP_DROP, "action {action}");
             Ok(())
@@ -128,14 +126,7 @@ pub fn trials() -> Vec<Trial> {
         trial("decap/fragmented-outer-packet-goes-to-kernel", || {
             let mut d = decap()?;
             let inner = packets::tcp(sa("198.18.0.10:1"), sa("198.18.100.1:80"), F::Syn, b"");
-            let mut input = packets::encapsulated(
-                &inner,
-                LB_MAC,
-                CLIENT_MAC,
-                ip("198.18.200.7"),
-                ip("198.18.1.11"),
-                7,
-            );
+            let mut input = ipip(&inner);
             input[20] |= 0x20;
             packets::fix_ipv4_checksum(&mut input);
             let (action, out) = d.run(&input)?;
@@ -144,7 +135,7 @@ pub fn trials() -> Vec<Trial> {
         }),
         trial("decap/round-trip-through-the-load-balancer", move || {
             // What the LB emits, the backend's decap turns back into the client's packet.
-            let mut lb = Lb::with_config(0, FIXTURE)?;
+            let mut lb = configs::load(0, configs::FIXTURE)?;
             let mut d = decap()?;
             let (c, vip) = (sa("198.18.0.10:43000"), sa("198.18.100.1:80"));
             let original = packets::tcp(c, vip, F::Ack, b"payload");

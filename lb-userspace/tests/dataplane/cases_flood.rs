@@ -8,23 +8,11 @@ use lb_userspace::{config::Protocol::Tcp, wire::flow_key};
 use libtest_mimic::Trial;
 
 use lb_userspace::testkit::{
-    lb::{Ingress, Lb, expect_forward},
+    lb::{Ingress, expect_forward},
     packets::{self, Tcp as F},
 };
 
-use crate::trial;
-
-const CONFIG: &str = r#"
-[dataplane]
-encap_source_v4 = "198.18.200.0/24"
-[[vip]]
-address = "198.18.100.1"
-port = 80
-protocol = "tcp"
-ring_size = 1009
-new_flow_limit = 1
-backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }]
-"#;
+use crate::{configs, trial};
 
 /// Runs `f` on a thread of its own pinned to one CPU: the buckets are per CPU, so every packet of
 /// the test must meet the same one. A fresh thread, so the pinning ends with it (the harness
@@ -45,7 +33,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         "flood/new-flows-above-the-limit-are-forwarded-not-remembered",
         move || {
             on_one_cpu(|| {
-                let mut lb = Lb::with_config(fx0, CONFIG)?;
+                let mut lb = configs::load(fx0, configs::FLOOD)?;
                 let vip: SocketAddr = "198.18.100.1:80".parse()?;
                 let clients: Vec<SocketAddr> = (0..4)
                     .map(|i| format!("198.18.0.10:{}", 44000 + i).parse().unwrap())

@@ -22,7 +22,7 @@ use super::{
         v4_at, v6_at,
     },
 };
-use crate::configs::FIXTURE;
+use crate::configs;
 
 /// What happened to a packet, for the tally.
 fn outcome_name(action: u32, changed: bool) -> &'static str {
@@ -46,13 +46,13 @@ impl LbChecker {
     pub(super) fn new(fx0: u32) -> Result<LbChecker> {
         Ok(LbChecker {
             fx0,
-            lb: Lb::with_config(fx0, FIXTURE)?,
+            lb: configs::load(fx0, configs::FIXTURE)?,
             model: Model::new()?,
         })
     }
 
     pub(super) fn reload(&mut self) -> Result<()> {
-        self.lb = Lb::with_config(self.fx0, FIXTURE)?;
+        self.lb = configs::load(self.fx0, configs::FIXTURE)?;
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use super::{
     ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, IPV6_MAX_EXT,
 };
-use crate::configs::FIXTURE;
+use crate::configs;
 
 pub(super) struct VipModel {
     pub(super) addr: IpAddr,
@@ -167,7 +167,7 @@ pub(super) fn prefix_contains(p: &Prefix, a: IpAddr) -> bool {
 
 impl Model {
     pub(super) fn new() -> Result<Model> {
-        let cfg = Config::parse(FIXTURE)?;
+        let cfg = Config::parse(configs::text(configs::FIXTURE))?;
         let mut addresses: Vec<IpAddr> = cfg.vips.iter().map(|v| v.address).collect();
         addresses.sort();
         addresses.dedup();

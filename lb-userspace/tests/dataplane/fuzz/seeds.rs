@@ -229,14 +229,10 @@ fn builtin_seeds(model: &Model) -> Vec<Seed> {
             packets::icmp_echo(s.ip(), d.ip()),
         );
     }
-    let mut arp = Vec::new();
-    arp.extend_from_slice(&[0xFF; 6]);
-    arp.extend_from_slice(&CLIENT_MAC);
-    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    arp.extend_from_slice(&CLIENT_MAC);
-    arp.extend_from_slice(&[198, 18, 0, 10, 0, 0, 0, 0, 0, 0, 198, 18, 100, 1]);
-    arp.resize(60, 0);
-    add("arp request".into(), arp);
+    add(
+        "arp request".into(),
+        packets::arp_request([198, 18, 0, 10], [198, 18, 100, 1]),
+    );
     seeds
 }
 
