@@ -35,6 +35,9 @@ use cases::{CLIENT_SPACE, Case};
 use report::{case_json, print_table, program_info, row};
 use run::{Outcome, Settings};
 
+/// Untimed calls of each program before the first trial (caches, branch predictors).
+const WARMUP: u64 = 2_000;
+
 #[derive(Parser)]
 #[command(about = "Sheave's per-packet benchmark through BPF_PROG_TEST_RUN (needs root)")]
 struct Cli {
@@ -44,9 +47,6 @@ struct Cli {
     /// Trials per case; the median over them is the figure to quote.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=101))]
     trials: u64,
-    /// Untimed calls of each program before the first trial (caches, branch predictors).
-    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
-    warmup: u64,
     /// Run only these cases (repeatable); all by default.
     #[arg(long = "case", value_name = "NAME")]
     cases: Vec<String>,
@@ -74,7 +74,7 @@ fn main() -> Result<()> {
     let settings = Settings {
         calls: cli.calls,
         trials: cli.trials as usize,
-        warmup: cli.warmup,
+        warmup: WARMUP,
         ingress: ns.fx0,
         lru_share: u64::from(flow_table_size()?) / possible_cpus as u64,
     };
