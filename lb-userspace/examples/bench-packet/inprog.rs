@@ -15,8 +15,8 @@ use crate::{
 };
 
 /// Iterations per program run, and runs per mode.
-const ITERATIONS: u32 = 64;
-const RUNS: u32 = 200;
+pub const ITERATIONS: u32 = 64;
+pub const RUNS: u32 = 200;
 /// Sources of the new-flow cases' iterations: 198.19.0.0/16 (v4) or the last 32 bits of the v6
 /// client prefix, one per iteration, never repeated within a case.
 const SERIAL_BASE: u32 = 0xC613_0000;
