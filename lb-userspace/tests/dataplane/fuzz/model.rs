@@ -37,7 +37,7 @@ pub(super) struct Model {
     pub(super) encap_v6: Prefix,
 }
 
-/// Where a backend is, as the test network namespace (netns.rs) set it up.
+/// Where a backend is, as the test network namespace (testkit::netns) set it up.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum NextHop {
     /// On fx0 with a permanent neighbour entry: x.x.x.11-13.
@@ -60,7 +60,7 @@ pub(super) fn next_hop(backend: IpAddr) -> NextHop {
     };
     let neighbour = match backend {
         IpAddr::V4(_) => (11..=13).contains(&host),
-        // netns.rs names them 2001:db8:1::11-13, i.e. hex 0x11-0x13.
+        // testkit::netns names them 2001:db8:1::11-13, i.e. hex 0x11-0x13.
         IpAddr::V6(a) => a.segments()[4..7] == [0, 0, 0] && (0x11..=0x13).contains(&host),
     };
     match (on_link, neighbour) {
