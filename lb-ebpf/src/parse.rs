@@ -130,6 +130,11 @@ fn parse_ipv4(ctx: &XdpContext, scratch: &PerCpuArray<options::Scratch>) -> Resu
     // knows about values computed before it, so everything else is read after it, afresh.
     let ip = ipv4_header(ctx)?;
     let ihl = ((ip.ver_ihl & 0x0F) as usize) * 4;
+    // A header length below the minimum, or a total length shorter than the header, is a lying
+    // packet (a total length longer than what arrived is checked last, see `fits`).
+    if ihl < IPV4_HLEN || (u16::from_be(ip.tot_len) as usize) < ihl {
+        return Err(Stat::PassUnparsed);
+    }
     if ihl > IPV4_HLEN
         && let Err(why) = options::ipv4(ctx, ihl, scratch)
     {
@@ -140,8 +145,7 @@ fn parse_ipv4(ctx: &XdpContext, scratch: &PerCpuArray<options::Scratch>) -> Resu
     let ip = ipv4_header(ctx)?;
     let ihl = ((ip.ver_ihl & 0x0F) as usize) * 4;
     let ip_len = u16::from_be(ip.tot_len);
-    // A header length below the minimum, or a total length shorter than the header, is a lying
-    // packet (a total length longer than what arrived is checked last, see `fits`).
+    // Checked above already; again for the verifier, which knows nothing after the walk.
     if ihl < IPV4_HLEN || (ip_len as usize) < ihl {
         return Err(Stat::PassUnparsed);
     }

@@ -19,4 +19,6 @@ pub mod persist;
 pub mod reconcile;
 pub mod simulate;
 pub mod state;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod wire;

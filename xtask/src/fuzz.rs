@@ -13,7 +13,7 @@ use anyhow::{Result, bail};
 use crate::cmd::{self, Workspace};
 use crate::setup;
 
-/// What the dataplane harness reads (see `lb-userspace/tests/dataplane/fuzz.rs`).
+/// What the dataplane harness reads (see `lb-userspace/tests/dataplane/fuzz/`).
 const SEED_ENV: &str = "SHEAVE_FUZZ_SEED";
 const ITERATIONS_ENV: &str = "SHEAVE_FUZZ_ITERATIONS";
 const CASE_ENV: &str = "SHEAVE_FUZZ_CASE";

@@ -95,6 +95,15 @@ pub fn check_root() -> Result<()> {
     Ok(())
 }
 
+/// Features every cargo step here builds with. `lb-userspace/bench` builds the bench object too,
+/// so that the fixtures of the bench-only entry points run (sheaved still embeds the production
+/// object: lb-userspace's `objects` unit tests check what each object carries). The test step
+/// gets `lb-userspace/testkit` anyway (the dataplane test's dev-dependency); naming it for the
+/// build step too keeps one feature set, so lb-userspace and its XDP objects build once.
+const FEATURES: &str = "lb-userspace/bench,lb-userspace/testkit";
+/// Clippy also lints the eBPF crate's bench-only entry points (built for the host there).
+const LINT_FEATURES: &str = "lb-userspace/bench,lb-userspace/testkit,lb-ebpf/bench";
+
 pub fn run(ws: &Workspace, args: &Args) -> Result<()> {
     let start = Instant::now();
     let env = setup::run_or_load(ws, args.skip_setup)?;
@@ -117,6 +126,8 @@ pub fn run(ws: &Workspace, args: &Args) -> Result<()> {
             "clippy",
             "--workspace",
             "--all-targets",
+            "--features",
+            LINT_FEATURES,
             "--",
             "-D",
             "warnings",
@@ -125,11 +136,18 @@ pub fn run(ws: &Workspace, args: &Args) -> Result<()> {
     }
     // The lab tests run these binaries; `cargo test` alone would build only what the test
     // targets link.
-    if r.cargo("build", &["build", "--workspace", "--bins"], &[]) {
+    let build = ["build", "--workspace", "--bins", "--features", FEATURES];
+    if r.cargo("build", &build, &[]) {
         // Every test binary runs even after one fails, so the counts cover the whole suite.
         r.cargo(
             "test",
-            &["test", "--workspace", "--no-fail-fast"],
+            &[
+                "test",
+                "--workspace",
+                "--no-fail-fast",
+                "--features",
+                FEATURES,
+            ],
             &args.cargo_test_args,
         );
     } else if !signals::interrupted() {

@@ -4,54 +4,19 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use etherparse::PacketBuilder;
 use lb_common::stats::Stat;
-use lb_userspace::config::Protocol;
+use lb_userspace::{
+    config::Protocol,
+    testkit::{
+        lb::{XDP_DROP, XDP_PASS},
+        packets::{self, Tcp},
+    },
+};
 
-use crate::netns::{CLIENT_MAC, LB_MAC};
-
-pub const XDP_DROP: u32 = 1;
-pub const XDP_PASS: u32 = 2;
-pub const XDP_TX: u32 = 3;
-
-/// The VIPs and backends every case runs against, through the daemon's own config parser. The
-/// flow table and the rings take the daemon's defaults (1M flows, M = 65537), as in production.
-pub const CONFIG: &str = r#"
-[dataplane]
-encap_source_v4 = "198.18.200.0/24"
-encap_source_v6 = "2001:db8:200::/120"
-
-[[vip]]
-address = "198.18.100.1"
-port = 80
-protocol = "tcp"
-backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }, { address = "198.18.1.13" }]
-
-[[vip]]
-address = "198.18.100.1"
-port = 53
-protocol = "udp"
-backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }, { address = "198.18.1.13" }]
-
-[[vip]]
-address = "2001:db8:100::1"
-port = 80
-protocol = "tcp"
-backend = [{ address = "2001:db8:1::11" }, { address = "2001:db8:1::12" }, { address = "2001:db8:1::13" }]
-
-[[vip]]
-address = "2001:db8:100::1"
-port = 53
-protocol = "udp"
-backend = [{ address = "2001:db8:1::11" }, { address = "2001:db8:1::12" }, { address = "2001:db8:1::13" }]
-
-# An IPv4 VIP with IPv6 backends: IP6IP6 would not do, the outer header is IPv6 around IPv4.
-[[vip]]
-address = "198.18.100.2"
-port = 80
-protocol = "tcp"
-backend = [{ address = "2001:db8:1::11" }, { address = "2001:db8:1::12" }, { address = "2001:db8:1::13" }]
-"#;
+/// The VIPs and backends every case runs against (`bench.toml`), through the daemon's own config
+/// parser. The flow table and the rings take the daemon's defaults (1M flows, M = 65537), as in
+/// production.
+pub const CONFIG: &str = include_str!("bench.toml");
 
 const VIP4: SocketAddr = vip(IpAddr::V4(Ipv4Addr::new(198, 18, 100, 1)), 80);
 const VIP4_UDP: SocketAddr = vip(IpAddr::V4(Ipv4Addr::new(198, 18, 100, 1)), 53);
@@ -173,21 +138,22 @@ pub fn all() -> Vec<Case> {
         fixed(
             "pass-non-ip",
             "ARP request",
-            arp(),
+            // Broadcast, not IP: the cheapest way through the program.
+            packets::arp_request([10, 0, 0, 1], [198, 18, 1, 1]),
             XDP_PASS,
             Stat::PassNotIp,
         ),
         fixed(
             "pass-v4-no-vip",
             "TCP ACK to the host's own IPv4 address",
-            tcp(client(0, &host4), host4, Flags::Ack),
+            packets::tcp(client(0, &host4), host4, Tcp::Ack, b""),
             XDP_PASS,
             Stat::PassNoVip,
         ),
         fixed(
             "pass-v6-no-vip",
             "TCP ACK to the host's own IPv6 address",
-            tcp(client(0, &host6), host6, Flags::Ack),
+            packets::tcp(client(0, &host6), host6, Tcp::Ack, b""),
             XDP_PASS,
             Stat::PassNoVip,
         ),
@@ -196,7 +162,12 @@ pub fn all() -> Vec<Case> {
             about: "IPv4 first fragment to a VIP: dropped (no ports, no backend)",
             target: None,
             traffic: Traffic::Fixed {
-                packet: fragment(tcp(client(0, &VIP4), VIP4, Flags::Ack)),
+                packet: packets::first_fragment(packets::tcp(
+                    client(0, &VIP4),
+                    VIP4,
+                    Tcp::Ack,
+                    b"",
+                )),
                 action: XDP_DROP,
                 outcome: Stat::DropFragment,
             },
@@ -324,7 +295,7 @@ pub fn client(i: u64, toward: &SocketAddr) -> SocketAddr {
 /// A flow's first packet: a TCP SYN, or a UDP datagram.
 pub fn first_packet(proto: Protocol, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     match proto {
-        Protocol::Tcp => tcp(src, dst, Flags::Syn),
+        Protocol::Tcp => packets::tcp(src, dst, Tcp::Syn, b""),
         Protocol::Udp => udp(src, dst),
     }
 }
@@ -332,67 +303,11 @@ pub fn first_packet(proto: Protocol, src: SocketAddr, dst: SocketAddr) -> Vec<u8
 /// A later packet of an established flow: a TCP ACK, or another datagram.
 pub fn later_packet(proto: Protocol, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     match proto {
-        Protocol::Tcp => tcp(src, dst, Flags::Ack),
+        Protocol::Tcp => packets::tcp(src, dst, Tcp::Ack, b""),
         Protocol::Udp => udp(src, dst),
     }
 }
 
-#[derive(Clone, Copy)]
-pub enum Flags {
-    Syn,
-    Ack,
-}
-
-pub fn tcp(src: SocketAddr, dst: SocketAddr, flags: Flags) -> Vec<u8> {
-    let b = ip_step(src.ip(), dst.ip()).tcp(src.port(), dst.port(), 1000, 64240);
-    let b = match flags {
-        Flags::Syn => b.syn(),
-        Flags::Ack => b.ack(2000),
-    };
-    let mut out = Vec::new();
-    b.write(&mut out, &[]).expect("writing to a Vec");
-    out
-}
-
 fn udp(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
-    let mut out = Vec::new();
-    ip_step(src.ip(), dst.ip())
-        .udp(src.port(), dst.port())
-        .write(&mut out, b"0123456789abcdef")
-        .expect("writing to a Vec");
-    out
-}
-
-fn ip_step(src: IpAddr, dst: IpAddr) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
-    let eth = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC);
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
-        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
-        _ => panic!("mixed address families"),
-    }
-}
-
-/// An IPv4 packet turned into a first fragment (more-fragments bit set, checksum fixed).
-fn fragment(mut p: Vec<u8>) -> Vec<u8> {
-    p[20] |= 0x20;
-    p[24..26].fill(0);
-    let sum = p[14..34]
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum::<u32>();
-    let folded = (sum & 0xFFFF) + (sum >> 16);
-    let ck = !((folded & 0xFFFF) + (folded >> 16)) as u16;
-    p[24..26].copy_from_slice(&ck.to_be_bytes());
-    p
-}
-
-/// A broadcast ARP request: not IP, so the cheapest way through the program.
-fn arp() -> Vec<u8> {
-    let mut p = vec![0xFF; 6];
-    p.extend_from_slice(&CLIENT_MAC);
-    p.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    p.extend_from_slice(&CLIENT_MAC);
-    p.extend_from_slice(&[10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 198, 18, 1, 1]);
-    p.resize(60, 0);
-    p
+    packets::udp(src, dst, b"0123456789abcdef")
 }

@@ -5,7 +5,7 @@
 //! benchmark reports. Runs after the case's test_run trials, on the same maps.
 use anyhow::{Result, ensure};
 use lb_common::bench::{BENCH_MODE_BALANCE, BENCH_MODE_RESTORE_ONLY, BenchConfig};
-use lb_userspace::dataplane::Dataplane;
+use lb_userspace::{dataplane::Dataplane, testkit::packets};
 use serde_json::{Value, json};
 
 use crate::{
@@ -15,8 +15,8 @@ use crate::{
 };
 
 /// Iterations per program run, and runs per mode.
-const ITERATIONS: u32 = 64;
-const RUNS: u32 = 200;
+pub const ITERATIONS: u32 = 64;
+pub const RUNS: u32 = 200;
 /// Sources of the new-flow cases' iterations: 198.19.0.0/16 (v4) or the last 32 bits of the v6
 /// client prefix, one per iteration, never repeated within a case.
 const SERIAL_BASE: u32 = 0xC613_0000;
@@ -46,7 +46,7 @@ fn packet(case: &Case) -> (Vec<u8>, u32) {
             (cases::later_packet(*proto, cases::client(0, vip), *vip), 0)
         }
         Traffic::SameSyn { vip } => (
-            cases::tcp(cases::client(0, vip), *vip, cases::Flags::Syn),
+            packets::tcp(cases::client(0, vip), *vip, packets::Tcp::Syn, b""),
             0,
         ),
         Traffic::NewFlows { proto, vip, .. } => {

@@ -2,7 +2,7 @@
 //! runs it (as root); by hand:
 //!
 //! ```sh
-//! cargo build --release -p lb-userspace --example bench-packet
+//! cargo build --release -p lb-userspace --features bench --example bench-packet
 //! sudo target/release/examples/bench-packet [--calls 20000] [--trials 5] [--case NAME] [--json F]
 //! ```
 //!
@@ -16,11 +16,6 @@
 mod activity;
 mod cases;
 mod inprog;
-// The dataplane tests' private namespace (veth with static neighbours), shared rather than
-// copied: the benchmark needs exactly the environment the fixtures run in.
-#[path = "../../tests/dataplane/netns.rs"]
-#[allow(dead_code)]
-mod netns;
 mod report;
 mod run;
 
@@ -30,12 +25,18 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{Ebpf, programs::Xdp};
 use clap::Parser;
+// The dataplane tests' private namespace (veth with static neighbours): the benchmark needs
+// exactly the environment the fixtures run in.
+use lb_userspace::testkit::{netns, pin_to_current_cpu};
 use serde_json::{Value, json};
 
 use activity::{Activity, Snapshot};
 use cases::{CLIENT_SPACE, Case};
 use report::{case_json, print_table, program_info, row};
 use run::{Outcome, Settings};
+
+/// Untimed calls of each program before the first trial (caches, branch predictors).
+const WARMUP: u64 = 2_000;
 
 #[derive(Parser)]
 #[command(about = "Sheave's per-packet benchmark through BPF_PROG_TEST_RUN (needs root)")]
@@ -46,9 +47,6 @@ struct Cli {
     /// Trials per case; the median over them is the figure to quote.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=101))]
     trials: u64,
-    /// Untimed calls of each program before the first trial (caches, branch predictors).
-    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
-    warmup: u64,
     /// Run only these cases (repeatable); all by default.
     #[arg(long = "case", value_name = "NAME")]
     cases: Vec<String>,
@@ -68,12 +66,15 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     // First, while the process has one thread: unshare moves only the calling thread.
     let ns = netns::enter()?;
-    let cpu = pin_to_this_cpu()?;
+    // Every call then runs on the same CPU, so per-CPU state (the flow table's LRU list,
+    // counters, caches) is the same for all of a case's calls, and the full-table case knows
+    // which LRU list it fills.
+    let cpu = pin_to_current_cpu()?;
     let possible_cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
     let settings = Settings {
         calls: cli.calls,
         trials: cli.trials as usize,
-        warmup: cli.warmup,
+        warmup: WARMUP,
         ingress: ns.fx0,
         lru_share: u64::from(flow_table_size()?) / possible_cpus as u64,
     };
@@ -138,14 +139,17 @@ fn measure(
     lb_info: &mut Value,
 ) -> Result<Measured> {
     let t = Instant::now();
-    let mut dp = run::load().with_context(|| format!("{}: loading the program", case.name))?;
+    let mut dp =
+        run::load(settings).with_context(|| format!("{}: loading the program", case.name))?;
     if lb_info.is_null() {
         *lb_info = program_info(dp.program()?, Some(t.elapsed().as_secs_f64() * 1e3))?;
     }
     let before = Snapshot::take();
     // The floor runs on its own table, prepared the same way, in the same trials.
     let mut floor_dp = match case.uses_flow_table() {
-        true => Some(run::load().with_context(|| format!("{}: loading the floor", case.name))?),
+        true => {
+            Some(run::load(settings).with_context(|| format!("{}: loading the floor", case.name))?)
+        }
         false => None,
     };
     let outcome = run::run(&case, &mut dp, floor_dp.as_mut(), baseline, settings)
@@ -175,22 +179,6 @@ fn chosen(names: &[String]) -> Result<Vec<Case>> {
         .into_iter()
         .filter(|c| names.is_empty() || names.iter().any(|n| n == c.name))
         .collect())
-}
-
-/// Keeps the process on the CPU it runs on: every call then runs on the same CPU, so per-CPU
-/// state (the flow table's LRU list, counters, caches) is the same for all of a case's calls,
-/// and the full-table case knows which LRU list it fills.
-fn pin_to_this_cpu() -> Result<usize> {
-    let cpu = unsafe { libc::sched_getcpu() };
-    if cpu < 0 {
-        bail!("sched_getcpu: {}", std::io::Error::last_os_error());
-    }
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    unsafe { libc::CPU_SET(cpu as usize, &mut set) };
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
-        bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
-    }
-    Ok(cpu as usize)
 }
 
 fn flow_table_size() -> Result<u32> {

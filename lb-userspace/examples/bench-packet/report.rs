@@ -2,11 +2,12 @@
 //! program's verifier and JIT figures.
 use anyhow::{Context as _, Result};
 use aya::programs::Xdp;
+use lb_userspace::testkit::lb::{XDP_TX, action_name};
 use serde_json::{Value, json};
 
 use crate::Measured;
-use crate::cases;
-use crate::run::{self, Settings};
+use crate::run::Settings;
+use crate::{cases, inprog};
 
 /// What the verifier and the JIT made of a program: its instruction count after verification
 /// and the sizes of its translated (xlated) and native (JITed) code.
@@ -124,8 +125,8 @@ pub fn print_table(measured: &[Measured], s: &Settings, lb: &Value, pass: &Value
             _ => "-".into(),
         };
         let action = match &m.case.traffic {
-            cases::Traffic::Fixed { action, .. } => run::action_name(*action),
-            _ => run::action_name(cases::XDP_TX),
+            cases::Traffic::Fixed { action, .. } => action_name(*action),
+            _ => action_name(XDP_TX),
         };
         let (floor, ours) = match r.floor {
             Some((f, o)) => (format!("{f:.1}"), format!("{o:.1}")),
@@ -167,7 +168,8 @@ pub fn print_table(measured: &[Measured], s: &Settings, lb: &Value, pass: &Value
         "\nIn-program cost (sheave_lb_bench: the same packet function in a bpf_loop of {} \
          iterations, frame restored between them;\nns per iteration net of a restore-only loop, \
          over {} program runs; test_run's own overhead excluded):",
-        64, 200
+        inprog::ITERATIONS,
+        inprog::RUNS
     );
     println!(
         "  {:<24} | {:>7} {:>7} {:>7} | {:>7}",

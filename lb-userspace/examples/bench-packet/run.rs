@@ -2,21 +2,21 @@
 //! case's flows established untimed, then warm-up and timed trials of single BPF_PROG_TEST_RUN
 //! calls alternating with the empty program, and finally the checks that the program did what
 //! the case claims to measure (every call's action, the flow-table counters, the inserts).
-use lb_userspace::maps::MapStore as _;
-use std::borrow::Cow;
-
 use anyhow::{Context as _, Result, bail};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use lb_common::stats::{STAT_COUNT, Stat};
+use lb_userspace::maps::MapStore as _;
 use lb_userspace::{
     config::{Config, Protocol},
-    dataplane::{Dataplane, LoadOptions},
-    reconcile,
-    state::{State, dataplane_config},
+    dataplane::Dataplane,
+    testkit::{
+        lb::{Lb, XDP_TX, action_name, xdp_md},
+        packets,
+    },
     wire::flow_key,
 };
 
-use crate::cases::{self, Case, Traffic, XDP_TX};
+use crate::cases::{self, Case, Traffic};
 
 #[derive(Clone, Copy)]
 pub struct Settings {
@@ -80,17 +80,11 @@ pub struct Checks {
     pub problems: Vec<String>,
 }
 
-/// A loaded load balancer with the benchmark's VIPs, exactly as `sheaved` loads one.
-pub fn load() -> Result<Dataplane> {
+/// A loaded load balancer with the benchmark's VIPs, filled exactly as `sheaved` fills one, from
+/// the bench object (`sheave_lb` and its maps, plus the bench-only entry points).
+pub fn load(s: &Settings) -> Result<Dataplane> {
     let cfg = Config::parse(cases::CONFIG)?;
-    let mut state = State::from_config(&cfg, State::slots_needed(&cfg) as u32)?;
-    let mut dp = Dataplane::load(LoadOptions {
-        flow_table_size: state.options.flow_table_size,
-        ring_slots: state.ring_capacity,
-    })?;
-    let encap = dataplane_config(cfg.dataplane.encap_source_v4, cfg.dataplane.encap_source_v6);
-    reconcile::apply(&mut dp, &mut state, &encap)?;
-    Ok(dp)
+    Ok(Lb::load(s.ingress, &cfg, Dataplane::load_bench)?.dp)
 }
 
 /// Which of the object's programs a stream times. The table state before it is always made by
@@ -300,7 +294,7 @@ fn establish(case: &Case, dp: &mut Dataplane, s: &Settings) -> Result<Prepared> 
             (cycle, 0)
         }
         Traffic::SameSyn { vip } => {
-            let syn = cases::tcp(cases::client(0, &vip), vip, cases::Flags::Syn);
+            let syn = packets::tcp(cases::client(0, &vip), vip, packets::Tcp::Syn, b"");
             (vec![syn], 0)
         }
         Traffic::NewFlows {
@@ -439,26 +433,12 @@ impl ActionCheck {
     }
 }
 
-pub fn action_name(a: u32) -> Cow<'static, str> {
-    match a {
-        0 => "XDP_ABORTED".into(),
-        1 => "XDP_DROP".into(),
-        2 => "XDP_PASS".into(),
-        3 => "XDP_TX".into(),
-        4 => "XDP_REDIRECT".into(),
-        _ => format!("action {a}").into(),
-    }
-}
-
 /// One BPF_PROG_TEST_RUN with repeat = 1: the program rewrites the packet, so the kernel's own
 /// repeat loop would run every iteration after the first on an already encapsulated packet.
 /// Returns the action and the kernel-reported run time in ns (the program's run only: copying
 /// the packet in and out is outside the kernel's timer).
 pub fn call(prog: &Xdp, pkt: &[u8], ingress: u32) -> Result<(u32, u64)> {
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-    let mut ctx = [0u8; 24];
-    ctx[4..8].copy_from_slice(&(pkt.len() as u32).to_ne_bytes());
-    ctx[12..16].copy_from_slice(&ingress.to_ne_bytes());
+    let ctx = xdp_md(pkt.len(), ingress);
     let r = prog
         .test_run(TestRunOptions {
             data_in: Some(pkt),

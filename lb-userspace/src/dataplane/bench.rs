@@ -1,6 +1,7 @@
-//! The bench-only entry points, loaded on demand into the same object so that they run over the
-//! same maps: `sheave_lb_bench` (lb-ebpf's `bench.rs`) times the production packet function in
-//! a loop; `sheave_flow_floor` (`floor.rs`) does only the flow table's part of it.
+//! The bench-only entry points (the `bench` feature): a [`Dataplane`] loaded from the bench object
+//! ([`Dataplane::load_bench`]) has them beside `sheave_lb`, loaded on demand, so that they run
+//! over the same maps: `sheave_lb_bench` (lb-ebpf's `bench.rs`) times the production packet
+//! function in a loop; `sheave_flow_floor` (`floor.rs`) does only the flow table's part of it.
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     maps::{Array, PerCpuArray},
@@ -8,12 +9,18 @@ use aya::{
 };
 use lb_common::bench::{BenchConfig, BenchResult};
 
-use super::Dataplane;
+use super::{Dataplane, LoadOptions, objects};
 
 pub const BENCH_PROGRAM: &str = "sheave_lb_bench";
 pub const FLOOR_PROGRAM: &str = "sheave_flow_floor";
 
 impl Dataplane {
+    /// [`Dataplane::load`] from the bench object ([`objects::LB_BENCH`]): the same `sheave_lb` and
+    /// maps, plus the bench-only entry points and their maps.
+    pub fn load_bench(opts: LoadOptions) -> Result<Dataplane> {
+        Dataplane::load_with(objects::LB_BENCH, opts, &[])
+    }
+
     /// The in-program timing entry point, verified and loaded on first use.
     pub fn bench_program(&mut self) -> Result<&mut Xdp> {
         self.extra_program(BENCH_PROGRAM)

@@ -1,6 +1,7 @@
 //! The kernel side as userspace sees it: the load balancer's XDP program and typed access to its
 //! maps ([`Dataplane`]), and the backends' decap program ([`decap`]).
 pub mod attach;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod counters;
 pub mod decap;
@@ -79,11 +80,16 @@ impl std::ops::DerefMut for Dataplane {
 impl Dataplane {
     /// Load (and verify) the program and create its maps. Nothing is attached yet.
     pub fn load(opts: LoadOptions) -> Result<Dataplane> {
-        Dataplane::load_with(opts, &[])
+        Dataplane::load_with(objects::lb(), opts, &[])
     }
 
-    /// [`Dataplane::load`] with some maps pinned at (or reused from) the given paths.
-    fn load_with(opts: LoadOptions, pins: &[(&str, std::path::PathBuf)]) -> Result<Dataplane> {
+    /// [`Dataplane::load`] from `object`, with some maps pinned at (or reused from) the given
+    /// paths.
+    fn load_with(
+        object: &[u8],
+        opts: LoadOptions,
+        pins: &[(&str, std::path::PathBuf)],
+    ) -> Result<Dataplane> {
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries("FLOWS", opts.flow_table_size)
@@ -92,7 +98,7 @@ impl Dataplane {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader
-            .load(objects::lb())
+            .load(object)
             .context("loading the XDP program's maps")?;
         program(&mut ebpf)?
             .load()

@@ -202,7 +202,7 @@ impl Dataplane {
             verify_shapes(dir, &opts)?;
         }
         let paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|n| (*n, dir.join(n))).collect();
-        let dp = Dataplane::load_with(opts, &paths)?;
+        let dp = Dataplane::load_with(super::objects::lb(), opts, &paths)?;
         if !adopting {
             write_layout(dir)?;
             return Ok((dp, None));

@@ -1,7 +1,8 @@
 //! The bench-only entry point runs the production packet function: N iterations in one program
 //! run give the same verdict and output bytes as one run of `sheave_lb`, and every iteration
 //! counts (flow-table hits, or new flows when the source varies). The flow-table floor does the
-//! lookup and insert `sheave_lb` does, on the same map.
+//! lookup and insert `sheave_lb` does, on the same map. Only with the `bench` feature: the
+//! programs are in the bench object, which [`Dataplane::load_bench`] loads.
 use lb_userspace::maps::MapStore as _;
 use std::net::SocketAddr;
 
@@ -10,16 +11,27 @@ use lb_common::{
     bench::{BENCH_MODE_BALANCE, BENCH_MODE_RESTORE_ONLY, BenchConfig},
     stats::Stat,
 };
+use lb_userspace::{config::Config, dataplane::Dataplane};
 use libtest_mimic::Trial;
 
-use crate::{
+use lb_userspace::testkit::{
     lb::{Ingress, Lb, run_program, same_bytes},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::{configs, trial};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
+}
+
+/// The fixture configuration's load balancer, from the bench object.
+fn bench_lb(fx0: u32) -> Result<Lb> {
+    Lb::load(
+        fx0,
+        &Config::parse(configs::text(configs::FIXTURE))?,
+        Dataplane::load_bench,
+    )
 }
 
 fn config(frame: &[u8], iterations: u32, mode: u32, vary_offset: u32) -> BenchConfig {
@@ -41,7 +53,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "bench/in-program-loop-matches-one-run",
             move || -> Result<()> {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = bench_lb(fx0)?;
                 let (c, vip) = (sa("198.18.0.10:44000"), sa("198.18.100.1:80"));
                 lb.open_flow(c, vip, Ingress::Fx0)?;
                 let ack = packets::tcp(c, vip, F::Ack, b"bench");
@@ -72,7 +84,17 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "bench/varying-source-makes-new-flows",
             move || -> Result<()> {
-                let mut lb = Lb::new(fx0)?;
+                // The flow table is an LRU without a common list: each possible CPU gets an even
+                // share of its entries, and all 64 inserts land on the one this run is on. Room
+                // for twice that on every CPU, however many the host may have.
+                // (aya 0.14's nr_cpus counts the possible CPUs, not the online ones.)
+                let cpus = aya::util::nr_cpus()
+                    .map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?
+                    as u32;
+                let mut cfg = Config::parse(configs::text(configs::FIXTURE))?;
+                let size = &mut cfg.dataplane.flow_table_size;
+                *size = (*size).max(2 * 64 * cpus);
+                let mut lb = Lb::load(fx0, &cfg, Dataplane::load_bench)?;
                 let (c, vip) = (sa("198.18.0.10:44100"), sa("198.18.100.1:80"));
                 let syn = packets::tcp(c, vip, F::Syn, b"");
                 let misses = lb.stat(Stat::FlowMiss);
@@ -93,7 +115,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "bench/floor-looks-up-and-inserts-like-sheave-lb",
             move || -> Result<()> {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = bench_lb(fx0)?;
                 let (c, vip) = (sa("198.18.0.10:44200"), sa("198.18.100.1:80"));
                 let syn = packets::tcp(c, vip, F::Syn, b"");
                 let (misses, hits) = (lb.stat(Stat::FlowMiss), lb.stat(Stat::FlowHit));

@@ -2,25 +2,18 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Result, ensure};
-use aya::{
-    Ebpf,
-    maps::{HashMap, MapData},
-    programs::Xdp,
-};
-use lb_common::decap::DecapKey;
 use lb_userspace::{
     config::Protocol::Tcp,
-    dataplane::objects::DECAP,
-    wire::{family, ip_words},
+    testkit::{
+        decap::Decap,
+        lb::{Ingress, XDP_DROP, XDP_PASS, mac_of, same_bytes},
+        netns::{CLIENT_MAC, LB_MAC},
+        packets::{self, Tcp as F},
+    },
 };
 use libtest_mimic::Trial;
 
-use crate::{
-    lb::{Ingress, Lb, XDP_DROP, XDP_PASS, mac_of, run_program, same_bytes},
-    netns::{CLIENT_MAC, LB_MAC},
-    packets::{self, Tcp as F},
-    trial,
-};
+use crate::{configs, trial};
 
 const VIPS: [&str; 2] = ["198.18.100.1", "2001:db8:100::1"];
 
@@ -32,33 +25,20 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-struct Decap {
-    ebpf: Ebpf,
+fn decap() -> Result<Decap> {
+    Decap::new(&VIPS.map(ip))
 }
 
-impl Decap {
-    fn new() -> Result<Decap> {
-        let mut ebpf = Ebpf::load(DECAP)?;
-        let prog: &mut Xdp = ebpf.program_mut("sheave_decap").unwrap().try_into()?;
-        prog.load()?;
-        let mut vips: HashMap<&mut MapData, DecapKey, u8> =
-            HashMap::try_from(ebpf.map_mut("DECAP_VIPS").unwrap())?;
-        for v in VIPS {
-            let a = ip(v);
-            let key = DecapKey {
-                addr: ip_words(a),
-                family: family(a),
-                _pad: [0; 3],
-            };
-            vips.insert(key, 1, 0)?;
-        }
-        Ok(Decap { ebpf })
-    }
-
-    fn run(&mut self, input: &[u8]) -> Result<(u32, Vec<u8>)> {
-        let prog: &mut Xdp = self.ebpf.program_mut("sheave_decap").unwrap().try_into()?;
-        run_program(prog, input, Ingress::Lo, 0)
-    }
+/// `inner` in an IPIP header from 198.18.200.7 to backend 198.18.1.11.
+fn ipip(inner: &[u8]) -> Vec<u8> {
+    packets::encapsulated(
+        inner,
+        LB_MAC,
+        CLIENT_MAC,
+        ip("198.18.200.7"),
+        ip("198.18.1.11"),
+        7,
+    )
 }
 
 /// `inner` as the backend's stack should see it: the encapsulated frame's MACs, inner ethertype.
@@ -71,7 +51,7 @@ fn decapsulated(inner: &[u8], eth_src: [u8; 6], eth_dst: [u8; 6]) -> Vec<u8> {
 }
 
 fn encap_decap(client: &str, vip: &str, outer_src: &str, backend: &str) -> Result<()> {
-    let mut d = Decap::new()?;
+    let mut d = decap()?;
     let inner = packets::tcp(sa(client), sa(vip), F::Syn, b"");
     let input = packets::encapsulated(
         &inner,
@@ -121,53 +101,32 @@ pub fn trials() -> Vec<Trial> {
             )
         }),
         trial("decap/inner-destination-not-ours-passes-untouched", || {
-            let mut d = Decap::new()?;
+            let mut d = decap()?;
             let inner = packets::tcp(sa("198.18.0.10:1"), sa("198.18.100.99:80"), F::Syn, b"");
-            let input = packets::encapsulated(
-                &inner,
-                LB_MAC,
-                CLIENT_MAC,
-                ip("198.18.200.7"),
-                ip("198.18.1.11"),
-                7,
-            );
+            let input = ipip(&inner);
             let (action, out) = d.run(&input)?;
             ensure!(action == XDP_PASS);
             same_bytes(&out, &input)
         }),
         trial("decap/plain-packet-passes-untouched", || {
-            let mut d = Decap::new()?;
+            let mut d = decap()?;
             let input = packets::tcp(sa("198.18.0.10:1"), sa("198.18.100.1:80"), F::Syn, b"");
             let (action, out) = d.run(&input)?;
             ensure!(action == XDP_PASS);
             same_bytes(&out, &input)
         }),
         trial("decap/truncated-inner-header-drops", || {
-            let mut d = Decap::new()?;
+            let mut d = decap()?;
             let inner = packets::tcp(sa("198.18.0.10:1"), sa("198.18.100.1:80"), F::Syn, b"");
-            let input = packets::encapsulated(
-                &inner,
-                LB_MAC,
-                CLIENT_MAC,
-                ip("198.18.200.7"),
-                ip("198.18.1.11"),
-                7,
-            );
+            let input = ipip(&inner);
             let (action, _) = d.run(&input[..14 + 20 + 12])?;
             ensure!(action == XDP_DROP, "action {action}");
             Ok(())
         }),
         trial("decap/fragmented-outer-packet-goes-to-kernel", || {
-            let mut d = Decap::new()?;
+            let mut d = decap()?;
             let inner = packets::tcp(sa("198.18.0.10:1"), sa("198.18.100.1:80"), F::Syn, b"");
-            let mut input = packets::encapsulated(
-                &inner,
-                LB_MAC,
-                CLIENT_MAC,
-                ip("198.18.200.7"),
-                ip("198.18.1.11"),
-                7,
-            );
+            let mut input = ipip(&inner);
             input[20] |= 0x20;
             packets::fix_ipv4_checksum(&mut input);
             let (action, out) = d.run(&input)?;
@@ -176,8 +135,8 @@ pub fn trials() -> Vec<Trial> {
         }),
         trial("decap/round-trip-through-the-load-balancer", move || {
             // What the LB emits, the backend's decap turns back into the client's packet.
-            let mut lb = Lb::new(0)?;
-            let mut d = Decap::new()?;
+            let mut lb = configs::load(0, configs::FIXTURE)?;
+            let mut d = decap()?;
             let (c, vip) = (sa("198.18.0.10:43000"), sa("198.18.100.1:80"));
             let original = packets::tcp(c, vip, F::Ack, b"payload");
             let (_, encapsulated) = lb.run(&original, Ingress::Lo)?;

@@ -8,23 +8,12 @@ use lb_common::stats::Stat;
 use lb_userspace::{config::Protocol::Tcp, wire::flow_key};
 use libtest_mimic::Trial;
 
-use crate::{
-    lb::{Ingress, Lb, expect_forward},
+use lb_userspace::testkit::{
+    lb::{Ingress, expect_forward},
     packets::{self, Tcp as F},
-    trial,
 };
 
-const CONFIG: &str = r#"
-[dataplane]
-encap_source_v4 = "198.18.200.0/24"
-[[vip]]
-address = "198.18.100.1"
-port = 80
-protocol = "tcp"
-ring_size = 1009
-new_flow_limit = 1
-backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }]
-"#;
+use crate::{configs, trial};
 
 /// Runs `f` on a thread of its own pinned to one CPU: the buckets are per CPU, so every packet of
 /// the test must meet the same one. A fresh thread, so the pinning ends with it (the harness
@@ -32,18 +21,7 @@ backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }]
 fn on_one_cpu<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
-            let cpu = unsafe { libc::sched_getcpu() };
-            ensure!(
-                cpu >= 0,
-                "sched_getcpu: {}",
-                std::io::Error::last_os_error()
-            );
-            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            unsafe { libc::CPU_SET(cpu as usize, &mut set) };
-            let size = std::mem::size_of::<libc::cpu_set_t>();
-            if unsafe { libc::sched_setaffinity(0, size, &set) } != 0 {
-                bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
-            }
+            lb_userspace::testkit::pin_to_current_cpu()?;
             f()
         })
         .join()
@@ -56,7 +34,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         "flood/new-flows-above-the-limit-are-forwarded-not-remembered",
         move || {
             on_one_cpu(|| {
-                let mut lb = Lb::with_config(fx0, CONFIG)?;
+                let mut lb = configs::load(fx0, configs::FLOOD)?;
                 let vip: SocketAddr = "198.18.100.1:80".parse()?;
                 let clients: Vec<SocketAddr> = (0..4)
                     .map(|i| format!("198.18.0.10:{}", 44000 + i).parse().unwrap())

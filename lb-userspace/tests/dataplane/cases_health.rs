@@ -11,55 +11,53 @@ use std::{
 use anyhow::{Context as _, Result, ensure};
 use lb_common::stats::Stat;
 use lb_userspace::{
-    config::{HealthCheckConfig, Protocol::Tcp, resolve_check},
-    dataplane::flow_scan::flow_clock_tick,
+    config::{AllDown, Config, HealthCheckConfig, Protocol::Tcp},
+    dataplane::{Dataplane, flow_scan::flow_clock_tick},
     health::{probe::Verdict, spec::InitialState},
     state::{CheckStatus, DrainRequest},
     wire::flow_key,
 };
 use libtest_mimic::Trial;
 
-use crate::{
-    lb::{CONFIG, Ingress, Lb, expect_forward, expect_forward_to},
+use lb_userspace::testkit::{
+    lb::{Ingress, Lb, expect_forward, expect_forward_to},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::{configs, trial};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-/// Record a settled health verdict for `backend`, as the control task does for a check task's
-/// report, and write the maps. The backend's VIPs get a TCP check first (starting `up`, so the
-/// other backends stay as they are): a verdict counts only for a check some VIP wants.
-fn set_health(lb: &mut Lb, backend: IpAddr, verdict: Verdict) -> Result<()> {
-    let check = HealthCheckConfig {
+/// `configs/fixture.toml` with a TCP check on the first VIP's backends (198.18.1.11-13), in the
+/// ring until it answers (`initial_state = "up"`): a sync forgets verdicts of checks no VIP wants,
+/// so the verdicts these tests set must be of a wanted check. Every VIP does `all_down` when all
+/// its backends are down.
+fn load(fx0: u32, all_down: AllDown) -> Result<Lb> {
+    let mut cfg = Config::parse(configs::text(configs::FIXTURE))?;
+    cfg.vips[0].policy.health_check = Some(HealthCheckConfig {
         kind: Some("tcp".into()),
         initial_state: Some(InitialState::Up),
         ..Default::default()
-    };
-    let spec = resolve_check(Some(&check), None, 80)?.context("a check")?;
-    let with_check: Vec<_> = lb
-        .state
-        .vips
-        .iter()
-        .filter(|v| {
-            v.spec.port == 80
-                && v.members
-                    .iter()
-                    .any(|m| lb.state.backend_address(m.backend_id) == backend)
-        })
-        .map(|v| {
-            let mut spec = v.spec.clone();
-            spec.policy.health_check = Some(check.clone());
-            spec
-        })
-        .collect();
-    for spec in &with_check {
-        lb.state.update_vip(spec)?;
+    });
+    for v in &mut cfg.vips {
+        v.policy.all_backends_down = all_down;
     }
+    Lb::load(fx0, &cfg, Dataplane::load)
+}
+
+/// Record a settled health verdict for `backend`'s check, as the control task does for a check
+/// task's report, and write the maps.
+fn set_health(lb: &mut Lb, backend: IpAddr, verdict: Verdict) -> Result<()> {
+    let spec = lb
+        .state
+        .wanted_checks()
+        .into_iter()
+        .find(|w| w.backend == backend)
+        .context("no VIP checks this backend")?
+        .spec;
     let status = CheckStatus::settled(verdict, "test", Instant::now());
-    lb.state.align_checks(Instant::now());
     lb.state
         .set_check_status(backend, &spec, status, Instant::now());
     lb.sync()
@@ -68,7 +66,7 @@ fn set_health(lb: &mut Lb, backend: IpAddr, verdict: Verdict) -> Result<()> {
 pub fn trials(fx0: u32) -> Vec<Trial> {
     vec![
         trial("health/down-backend-flows-are-rescheduled", move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = load(fx0, AllDown::FailOpen)?;
             let (c, vip) = (sa("198.18.0.10:43000"), sa("198.18.100.1:80"));
             let first = lb.open_flow(c, vip, Ingress::Fx0)?;
             set_health(&mut lb, first.backend, Verdict::Down)?;
@@ -101,7 +99,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             Ok(())
         }),
         trial("health/disabled-backend-flows-are-rescheduled", move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = load(fx0, AllDown::FailOpen)?;
             let (c, vip) = (sa("[2001:db8::10]:43100"), sa("[2001:db8:100::1]:80"));
             let first = lb.open_flow(c, vip, Ingress::Lo)?;
             lb.state.set_disabled(first.backend, true)?;
@@ -114,7 +112,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "health/going-away-and-drain-keep-established-flows",
             move || {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = load(fx0, AllDown::FailOpen)?;
                 let vip = sa("198.18.100.1:80");
                 let (c1, c2) = (sa("198.18.0.10:43200"), sa("198.18.0.10:43201"));
                 let f1 = lb.open_flow(c1, vip, Ingress::Fx0)?;
@@ -145,7 +143,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             },
         ),
         trial("health/all-down-fails-open-by-default", move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = load(fx0, AllDown::FailOpen)?;
             let (c, vip) = (sa("198.18.0.10:43400"), sa("198.18.100.1:80"));
             let first = lb.open_flow(c, vip, Ingress::Fx0)?;
             for b in ["198.18.1.11", "198.18.1.12", "198.18.1.13"] {
@@ -156,29 +154,13 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             let ack = packets::tcp(c, vip, F::Ack, b"x");
             expect_forward_to(&mut lb, &ack, Ingress::Fx0, first.backend, first.hash)?;
             let c2 = sa("198.18.0.10:43401");
-            expect_forward(
-                &mut lb,
-                Tcp,
-                c2,
-                vip,
-                &packets::tcp(c2, vip, F::Syn, b""),
-                Ingress::Fx0,
-            )?;
+            lb.forward_tcp(c2, vip, F::Syn, Ingress::Fx0)?;
             Ok(())
         }),
         trial("health/all-down-drops-when-configured", move || {
             // Every VIP: a backend that a VIP failing open still sends to keeps its flows (the
             // down flag is per backend), so all VIPs sharing these backends drop.
-            let cfg = CONFIG
-                .replace(
-                    "protocol = \"tcp\"\n",
-                    "protocol = \"tcp\"\nall_backends_down = \"drop\"\n",
-                )
-                .replace(
-                    "protocol = \"udp\"\n",
-                    "protocol = \"udp\"\nall_backends_down = \"drop\"\n",
-                );
-            let mut lb = Lb::with_config(fx0, &cfg)?;
+            let mut lb = load(fx0, AllDown::Drop)?;
             let (c, vip) = (sa("198.18.0.10:43500"), sa("198.18.100.1:80"));
             lb.open_flow(c, vip, Ingress::Fx0)?;
             for b in ["198.18.1.11", "198.18.1.12", "198.18.1.13"] {
@@ -201,7 +183,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             Ok(())
         }),
         trial("health/flow-table-records-last-seen", move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = load(fx0, AllDown::FailOpen)?;
             let vip = sa("198.18.100.1:80");
             for port in 43600..43610u16 {
                 lb.open_flow(

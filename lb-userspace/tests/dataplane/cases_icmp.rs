@@ -1,18 +1,23 @@
 //! ICMP: echo requests to VIP addresses are answered by the load balancer; ICMP errors about a
 //! VIP flow (fragmentation needed, packet too big) go to the backend that owns the flow, so path
-//! MTU discovery works through DSR; TCP FIN/RST and SYN reuse in the flow table; IPv6
-//! extension headers.
+//! MTU discovery works through DSR; TCP FIN/RST and SYN reuse in the flow table.
 use lb_userspace::maps::MapStore as _;
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::ensure;
 use lb_common::stats::Stat;
-use lb_userspace::config::Protocol::Tcp;
+use lb_userspace::{
+    config::Protocol::Tcp,
+    testkit::{
+        lb::{Ingress, XDP_TX, expect_forward, expect_forward_to},
+        packets::{self, Tcp as F},
+    },
+};
 use libtest_mimic::Trial;
 
 use crate::{
-    lb::{Ingress, Lb, XDP_PASS, XDP_TX, expect_forward, expect_forward_to, same_bytes},
-    packets::{self, Tcp as F},
+    configs,
+    fixture::{self, Fixture, Output},
     trial,
 };
 
@@ -24,7 +29,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-pub fn trials(fx0: u32) -> Vec<Trial> {
+pub fn fixtures() -> Vec<Fixture> {
     let mut v = Vec::new();
     for (name, client, vip) in [
         (
@@ -38,32 +43,37 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             "2001:db8:100::1",
         ),
     ] {
-        v.push(trial(name, move || {
-            let mut lb = Lb::new(fx0)?;
-            let (action, out) = lb.run(&packets::icmp_echo(ip(client), ip(vip)), Ingress::Fx0)?;
-            ensure!(action == XDP_TX, "action {action}");
-            same_bytes(&out, &packets::icmp_echo_reply(ip(client), ip(vip)))?;
-            ensure!(lb.stat(Stat::TxEchoReply) == 1);
-            Ok(())
-        }));
+        let (client, vip) = (ip(client), ip(vip));
+        v.push(Fixture {
+            action: XDP_TX,
+            output: Output::Bytes(packets::icmp_echo_reply(client, vip)),
+            ..Fixture::pass(name, Stat::TxEchoReply, packets::icmp_echo(client, vip))
+                .from(Ingress::Fx0)
+        });
     }
-    v.push(trial(
-        "icmp/echo-with-ipv4-options-goes-to-the-kernel",
-        move || {
-            let mut lb = Lb::new(fx0)?;
-            let plain = packets::icmp_echo(ip("198.18.0.10"), ip("198.18.100.1"));
-            let mut p = plain[..34].to_vec();
-            p.extend_from_slice(&[1, 1, 1, 0]);
-            p.extend_from_slice(&plain[34..]);
-            p[14] = 0x46;
-            let tot = u16::from_be_bytes([p[16], p[17]]) + 4;
-            p[16..18].copy_from_slice(&tot.to_be_bytes());
-            packets::fix_ipv4_checksum(&mut p);
-            let (action, out) = lb.run(&p, Ingress::Fx0)?;
-            ensure!(action == XDP_PASS, "action {action}");
-            same_bytes(&out, &p)
-        },
-    ));
+    // The program answers only echo requests without IPv4 options.
+    let plain = packets::icmp_echo(ip("198.18.0.10"), ip("198.18.100.1"));
+    let mut p = plain[..34].to_vec();
+    p.extend_from_slice(&[1, 1, 1, 0]);
+    p.extend_from_slice(&plain[34..]);
+    p[14] = 0x46;
+    let tot = u16::from_be_bytes([p[16], p[17]]) + 4;
+    p[16..18].copy_from_slice(&tot.to_be_bytes());
+    packets::fix_ipv4_checksum(&mut p);
+    let name = "icmp/echo-with-ipv4-options-goes-to-the-kernel";
+    v.push(Fixture::pass(name, Stat::PassNoVip, p).from(Ingress::Fx0));
+    let err = packets::icmp_too_big(
+        ip("198.18.0.254"),
+        sa("198.18.100.9:80"),
+        sa("198.18.0.10:1"),
+    );
+    let name = "icmp/error-about-a-non-vip-flow-goes-to-the-kernel";
+    v.push(Fixture::pass(name, Stat::PassNoVip, err).from(Ingress::Fx0));
+    v
+}
+
+pub fn trials(fx0: u32) -> Vec<Trial> {
+    let mut v = fixture::trials(fx0, fixtures());
     for (name, client, vip, router) in [
         (
             "icmp/fragmentation-needed-follows-its-flow",
@@ -79,7 +89,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         ),
     ] {
         v.push(trial(name, move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = configs::load(fx0, configs::FIXTURE)?;
             let (c, vip) = (sa(client), sa(vip));
             // The flow exists; then its backend leaves the ring, so only the flow table can
             // send the error to the right backend.
@@ -94,7 +104,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     v.push(trial(
         "icmp/error-without-a-flow-uses-the-ring-and-creates-no-flow",
         move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = configs::load(fx0, configs::FIXTURE)?;
             let (c, vip) = (sa("198.18.0.10:40001"), sa("198.18.100.1:80"));
             let err = packets::icmp_too_big(ip("198.18.0.254"), vip, c);
             expect_forward(&mut lb, Tcp, c, vip, &err, Ingress::Fx0)?;
@@ -103,22 +113,8 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             Ok(())
         },
     ));
-    v.push(trial(
-        "icmp/error-about-a-non-vip-flow-goes-to-the-kernel",
-        move || {
-            let mut lb = Lb::new(fx0)?;
-            let err = packets::icmp_too_big(
-                ip("198.18.0.254"),
-                sa("198.18.100.9:80"),
-                sa("198.18.0.10:1"),
-            );
-            let (action, out) = lb.run(&err, Ingress::Fx0)?;
-            ensure!(action == XDP_PASS);
-            same_bytes(&out, &err)
-        },
-    ));
     v.push(trial("flow/syn-after-fin-is-a-new-connection", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = configs::load(fx0, configs::FIXTURE)?;
         let (c, vip) = (sa("198.18.0.10:43000"), sa("198.18.100.1:80"));
         let first = lb.open_flow(c, vip, Ingress::Fx0)?;
         lb.weight_zero(vip, first.backend)?;
@@ -137,33 +133,15 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         Ok(())
     }));
     v.push(trial("flow/rst-closes-too", move || {
-        let mut lb = Lb::new(fx0)?;
+        let mut lb = configs::load(fx0, configs::FIXTURE)?;
         let (c, vip) = (sa("[2001:db8::10]:43001"), sa("[2001:db8:100::1]:80"));
         let first = lb.open_flow(c, vip, Ingress::Lo)?;
         lb.weight_zero(vip, first.backend)?;
         let rst = packets::tcp(c, vip, F::Rst, b"");
         expect_forward_to(&mut lb, &rst, Ingress::Lo, first.backend, first.hash)?;
-        let b = expect_forward(
-            &mut lb,
-            Tcp,
-            c,
-            vip,
-            &packets::tcp(c, vip, F::Syn, b""),
-            Ingress::Lo,
-        )?;
+        let b = lb.forward_tcp(c, vip, F::Syn, Ingress::Lo)?;
         ensure!(b != first.backend);
         Ok(())
     }));
-    for n in [1usize, 2, 4] {
-        v.push(trial(
-            &format!("forward/ipv6-with-{n}-extension-headers"),
-            move || {
-                let mut lb = Lb::new(fx0)?;
-                let (c, vip) = (sa("[2001:db8::10]:40010"), sa("[2001:db8:100::1]:80"));
-                let p = packets::with_ipv6_ext_headers(&packets::tcp(c, vip, F::Syn, b""), n);
-                expect_forward(&mut lb, Tcp, c, vip, &p, Ingress::Fx0).map(drop)
-            },
-        ));
-    }
     v
 }

@@ -8,11 +8,12 @@ use lb_common::stats::Stat;
 use lb_userspace::config::Protocol::Tcp;
 use libtest_mimic::Trial;
 
-use crate::{
-    lb::{Ingress, Lb, expect_forward, expect_forward_to, expect_pass_unchanged},
+use lb_userspace::testkit::{
+    lb::{Ingress, expect_forward, expect_forward_to, expect_pass_unchanged},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::{configs, trial};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -23,7 +24,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "flow/syn-with-another-sequence-number-is-a-new-connection",
             move || {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = configs::load(fx0, configs::FIXTURE)?;
                 let (c, vip) = (sa("198.18.0.10:42900"), sa("198.18.100.1:80"));
                 let first = lb.open_flow(c, vip, Ingress::Fx0)?;
                 lb.weight_zero(vip, first.backend)?;
@@ -61,7 +62,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "flow/established-flow-sticks-when-ring-changes",
             move || {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = configs::load(fx0, configs::FIXTURE)?;
                 let (c, vip) = (sa("198.18.0.10:42000"), sa("198.18.100.1:80"));
                 let first = lb.open_flow(c, vip, Ingress::Fx0)?;
                 lb.weight_zero(vip, first.backend)?;
@@ -76,30 +77,16 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
                 ensure!(lb.stat(Stat::FlowHit) == 1 && lb.stat(Stat::FlowMiss) == 1);
                 // A new flow follows the new ring.
                 let c2 = sa("198.18.0.10:42001");
-                let b2 = expect_forward(
-                    &mut lb,
-                    Tcp,
-                    c2,
-                    vip,
-                    &packets::tcp(c2, vip, F::Syn, b""),
-                    Ingress::Fx0,
-                )?;
+                let b2 = lb.forward_tcp(c2, vip, F::Syn, Ingress::Fx0)?;
                 ensure!(b2 != first.backend, "new flow went to the weight-0 backend");
                 Ok(())
             },
         ),
         trial("flow/removed-backend-flows-are-rescheduled", move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = configs::load(fx0, configs::FIXTURE)?;
             let (c, vip) = (sa("198.18.0.10:42100"), sa("198.18.100.1:80"));
             let first = lb.simulate(Tcp, c, vip)?;
-            expect_forward(
-                &mut lb,
-                Tcp,
-                c,
-                vip,
-                &packets::tcp(c, vip, F::Syn, b""),
-                Ingress::Fx0,
-            )?;
+            lb.forward_tcp(c, vip, F::Syn, Ingress::Fx0)?;
             // Remove the backend from every VIP that has it: its slot is freed, so the flow's
             // entry is stale.
             let keys: Vec<_> = lb.state.vips.iter().map(|v| v.key).collect();
@@ -124,24 +111,10 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "flow/syn-then-ack-same-backend-and-table-entry",
             move || {
-                let mut lb = Lb::new(fx0)?;
+                let mut lb = configs::load(fx0, configs::FIXTURE)?;
                 let (c, vip) = (sa("[2001:db8::10]:42200"), sa("[2001:db8:100::1]:80"));
-                let b1 = expect_forward(
-                    &mut lb,
-                    Tcp,
-                    c,
-                    vip,
-                    &packets::tcp(c, vip, F::Syn, b""),
-                    Ingress::Lo,
-                )?;
-                let b2 = expect_forward(
-                    &mut lb,
-                    Tcp,
-                    c,
-                    vip,
-                    &packets::tcp(c, vip, F::Ack, b""),
-                    Ingress::Lo,
-                )?;
+                let b1 = lb.forward_tcp(c, vip, F::Syn, Ingress::Lo)?;
+                let b2 = lb.forward_tcp(c, vip, F::Ack, Ingress::Lo)?;
                 ensure!(b1 == b2);
                 let key = lb_userspace::wire::flow_key(Tcp, c, vip)?;
                 let st = lb.dp.flow(&key).expect("flow entry");
@@ -154,7 +127,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
             },
         ),
         trial("stats/vip-backend-and-outcome-counters", move || {
-            let mut lb = Lb::new(fx0)?;
+            let mut lb = configs::load(fx0, configs::FIXTURE)?;
             let (c, vip) = (sa("198.18.0.10:42300"), sa("198.18.100.1:80"));
             let pkts = [
                 packets::tcp(c, vip, F::Syn, b""),

@@ -12,11 +12,12 @@ use lb_userspace::{config::Protocol::Tcp, reconcile, wire::flow_key};
 use libtest_mimic::Trial;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
-use crate::{
+use lb_userspace::testkit::{
     lb::{Ingress, Lb, run_program},
     packets::{self, Tcp as F},
-    trial,
 };
+
+use crate::{configs, trial};
 
 /// Backend 198.18.1.(FIRST+i) has index i: a packet's backend decodes to a table version.
 ///
@@ -29,20 +30,26 @@ const VERSIONS: u32 = 60;
 /// landing in the middle of writes, which is where a non-atomic swap would show.
 const RING_SIZE: u32 = lb_userspace::config::MAX_RING_SIZE;
 
-fn config() -> String {
-    let mut s = String::from(
-        "[dataplane]\nflow_table_size = 65536\nencap_source_v4 = \"198.18.200.0/24\"\n\n\
-         [[vip]]\naddress = \"198.18.100.1\"\nport = 80\nprotocol = \"tcp\"\n",
+/// The load balancer with `configs/ring-swap.toml`, which must say what the constants above say:
+/// the first VIP's backends are 198.18.1.FIRST.. in order, at RING_SIZE slots.
+fn load(fx0: u32) -> Result<Lb> {
+    let lb = configs::load(fx0, configs::RING_SWAP)?;
+    let v = &lb.state.vips[0];
+    ensure!(
+        v.spec.ring_size == RING_SIZE,
+        "ring size {}",
+        v.spec.ring_size
     );
-    s += &format!("ring_size = {RING_SIZE}\n");
-    for i in 1..=BACKENDS {
-        s += &format!(
-            "[[vip.backend]]\naddress = \"198.18.1.{}\"\n",
-            FIRST + i - 1
-        );
-    }
-    s + "\n[[vip]]\naddress = \"198.18.100.2\"\nport = 80\nprotocol = \"tcp\"\n\
-         ring_size = 13\n[[vip.backend]]\naddress = \"198.18.1.11\"\n"
+    let backends: Vec<IpAddr> = v
+        .members
+        .iter()
+        .map(|m| lb.state.backend_address(m.backend_id))
+        .collect();
+    let want: Vec<IpAddr> = (0..BACKENDS)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 1, (FIRST + i) as u8)))
+        .collect();
+    ensure!(backends == want, "backends {backends:?}");
+    Ok(lb)
 }
 
 pub fn trials(fx0: u32) -> Vec<Trial> {
@@ -54,7 +61,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
         trial(
             "ring/a-change-rebuilds-only-the-vips-it-touches",
             move || {
-                let mut lb = Lb::with_config(fx0, &config())?;
+                let mut lb = load(fx0)?;
                 let before: Vec<u64> = lb.state.vips.iter().map(|v| v.rebuilds).collect();
                 let key = lb.state.vips[0].key;
                 lb.state
@@ -72,7 +79,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
 }
 
 fn swaps(fx0: u32) -> Result<()> {
-    let mut lb = Lb::with_config(fx0, &config())?;
+    let mut lb = load(fx0)?;
     let size = lb.state.vips[0].spec.ring_size;
     let ids: Vec<u32> = (1..=BACKENDS)
         .map(|i| lb.backend_id(IpAddr::V4(Ipv4Addr::new(198, 18, 1, (FIRST + i - 1) as u8))))

@@ -7,30 +7,12 @@ use lb_userspace::config::Protocol::{Tcp, Udp};
 use libtest_mimic::Trial;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
-use crate::{
-    lb::{Ingress, Lb},
+use lb_userspace::testkit::{
+    lb::Ingress,
     packets::{self, Tcp as F},
-    trial,
 };
 
-const CONFIG: &str = r#"
-[dataplane]
-flow_table_size = 65536
-encap_source_v4 = "198.18.200.0/24"
-encap_source_v6 = "2001:db8:200::/108"
-
-[[vip]]
-address = "198.18.100.1"
-port = 80
-protocol = "tcp"
-backend = [{ address = "198.18.1.11", weight = 1 }, { address = "198.18.1.12", weight = 2 }, { address = "198.18.1.13", weight = 3 }, { address = "198.18.1.99", weight = 1 }]
-
-[[vip]]
-address = "2001:db8:100::1"
-port = 443
-protocol = "udp"
-backend = [{ address = "2001:db8:1::11" }, { address = "2001:db8:1::12" }, { address = "2001:db8:1::13" }, { address = "2001:db8:1::14" }, { address = "2001:db8:1::15" }]
-"#;
+use crate::{configs, trial};
 
 pub const FLOWS: usize = 10_000;
 
@@ -38,7 +20,7 @@ pub fn trials(fx0: u32) -> Vec<Trial> {
     vec![trial(
         "parity/kernel-and-simulator-agree-on-10000-flows",
         move || {
-            let mut lb = Lb::with_config(fx0, CONFIG)?;
+            let mut lb = configs::load(fx0, configs::PARITY)?;
             let seed = 0x5EED_0001;
             let mut rng = SmallRng::seed_from_u64(seed);
             for i in 0..FLOWS {

@@ -2,7 +2,7 @@
 //! production entry point runs — inside the program, N times per run in a `bpf_loop`, putting
 //! the packet back as it was before each iteration (the outer header a forward added is
 //! stripped, the Ethernet header rewritten). `cargo xtask bench packet` subtracts a restore-only
-//! loop. The daemon never loads this program.
+//! loop. Built only with the `bench` feature, into an object the daemon never embeds.
 use core::ffi::c_void;
 
 use aya_ebpf::{

@@ -4,7 +4,7 @@
 //! packet` times it with exactly the packets and table state of each `sheave_lb` case, so that
 //! a case's figure splits into what the kernel's map costs and what Sheave adds around it. It
 //! counts hits, misses and forwards like `sheave_lb`, so the benchmark's checks apply to it
-//! too. The daemon never loads this program.
+//! too. Built only with the `bench` feature, into an object the daemon never embeds.
 use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext,
 };

@@ -6,8 +6,11 @@
 // the BPF stack again on every lookup.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
+// Bench-only entry points: in the bench object only (lb-userspace's `bench` feature).
+#[cfg(feature = "bench")]
 mod bench;
 mod flood;
+#[cfg(feature = "bench")]
 mod floor;
 mod lookup;
 mod maps;
@@ -37,7 +40,7 @@ pub fn sheave_lb(ctx: XdpContext) -> u32 {
 }
 
 /// The whole packet path. Every packet ends in exactly one outcome counter. Also run, unchanged,
-/// by the bench-only entry point ([`bench`]).
+/// by the bench-only entry point (`bench.rs`, built with the `bench` feature).
 #[inline(always)]
 fn balance(ctx: &XdpContext) -> u32 {
     let pkt = match parse::parse(ctx, &maps::PARSE_SCRATCH) {

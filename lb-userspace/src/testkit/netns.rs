@@ -71,7 +71,7 @@ pub fn enter() -> Result<Netns> {
     }
     let fx0 = unsafe { libc::if_nametoindex(c"fx0".as_ptr()) };
 
-    let mut ebpf = Ebpf::load(lb_userspace::dataplane::objects::DECAP)?;
+    let mut ebpf = Ebpf::load(crate::dataplane::objects::DECAP)?;
     let prog: &mut Xdp = ebpf.program_mut("sheave_decap").unwrap().try_into()?;
     prog.load()?;
     prog.attach("fx0", aya::programs::XdpMode::Driver)

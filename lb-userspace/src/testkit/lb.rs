@@ -1,8 +1,12 @@
 //! The load balancer under test: the real program loaded with a fixture configuration through
-//! the daemon's own state and reconcile code, run with BPF_PROG_TEST_RUN.
-use lb_userspace::maps::MapStore as _;
-use std::net::{IpAddr, SocketAddr};
+//! the daemon's own state and reconcile code, run with BPF_PROG_TEST_RUN; and the checks of what
+//! it did with a packet.
+use std::{
+    borrow::Cow,
+    net::{IpAddr, SocketAddr},
+};
 
+use crate::maps::MapStore as _;
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::programs::{TestRun, TestRunOptions};
 use lb_common::{
@@ -10,7 +14,8 @@ use lb_common::{
     config::{DataplaneConfig, outer_src_v4, outer_src_v6},
     stats::Stat,
 };
-use lb_userspace::{
+
+use crate::{
     config::{Config, Protocol},
     dataplane::{Dataplane, LoadOptions},
     reconcile,
@@ -19,82 +24,25 @@ use lb_userspace::{
     wire::{flow_key, words_ip},
 };
 
-use crate::netns::{LB_MAC, backend_mac};
+use super::netns::{LB_MAC, backend_mac};
 
+pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 pub const XDP_REDIRECT: u32 = 4;
 
-pub const CONFIG: &str = r#"
-[dataplane]
-flow_table_size = 4096
-encap_source_v4 = "198.18.200.0/24"
-encap_source_v6 = "2001:db8:200::/120"
-
-[[vip]]
-address = "198.18.100.1"
-port = 80
-protocol = "tcp"
-ring_size = 1009
-backend = [{ address = "198.18.1.11" }, { address = "198.18.1.12" }, { address = "198.18.1.13" }]
-
-[[vip]]
-address = "198.18.100.1"
-port = 53
-protocol = "udp"
-ring_size = 13
-backend = [{ address = "198.18.1.11" }]
-
-[[vip]]
-address = "2001:db8:100::1"
-port = 80
-protocol = "tcp"
-ring_size = 1009
-backend = [{ address = "2001:db8:1::11" }, { address = "2001:db8:1::12" }, { address = "2001:db8:1::13" }]
-
-[[vip]]
-address = "2001:db8:100::1"
-port = 53
-protocol = "udp"
-ring_size = 13
-backend = [{ address = "2001:db8:1::11" }]
-
-[[vip]]
-address = "198.18.100.2"
-port = 80
-protocol = "tcp"
-ring_size = 13
-backend = [{ address = "2001:db8:1::12" }]
-
-[[vip]]
-address = "2001:db8:100::2"
-port = 80
-protocol = "tcp"
-ring_size = 13
-backend = [{ address = "198.18.1.12" }]
-
-[[vip]]
-address = "198.18.100.3"
-port = 80
-protocol = "tcp"
-ring_size = 13
-backend = [{ address = "198.18.1.99" }]   # on-link, no neighbour entry
-
-[[vip]]
-address = "198.18.100.4"
-port = 80
-protocol = "tcp"
-ring_size = 13
-backend = [{ address = "198.19.99.1" }]   # no route
-
-[[vip]]
-address = "198.18.100.5"
-port = 80
-protocol = "tcp"
-ring_size = 13
-backend = [{ address = "198.18.1.13", weight = 0 }]
-"#;
+/// An XDP action's name, for messages.
+pub fn action_name(a: u32) -> Cow<'static, str> {
+    match a {
+        XDP_ABORTED => "XDP_ABORTED".into(),
+        XDP_DROP => "XDP_DROP".into(),
+        XDP_PASS => "XDP_PASS".into(),
+        XDP_TX => "XDP_TX".into(),
+        XDP_REDIRECT => "XDP_REDIRECT".into(),
+        _ => format!("action {a}").into(),
+    }
+}
 
 /// Which interface test_run pretends the packet arrived on.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -115,15 +63,16 @@ pub struct Lb {
 }
 
 impl Lb {
-    pub fn new(fx0: u32) -> Result<Lb> {
-        Lb::with_config(fx0, CONFIG)
+    /// The production program with the configuration `text` (TOML, as sheaved reads it).
+    pub fn with_config(fx0: u32, text: &str) -> Result<Lb> {
+        Lb::load(fx0, &Config::parse(text)?, Dataplane::load)
     }
 
-    pub fn with_config(fx0: u32, text: &str) -> Result<Lb> {
-        let cfg = Config::parse(text)?;
+    /// The program from `load` (e.g. [`Dataplane::load_bench`]) with the configuration `cfg`.
+    pub fn load(fx0: u32, cfg: &Config, load: fn(LoadOptions) -> Result<Dataplane>) -> Result<Lb> {
         // A ring table just big enough: the tests load the program many times.
-        let mut state = State::from_config(&cfg, State::slots_needed(&cfg) as u32)?;
-        let mut dp = Dataplane::load(LoadOptions {
+        let mut state = State::from_config(cfg, State::slots_needed(cfg) as u32)?;
+        let mut dp = load(LoadOptions {
             flow_table_size: state.options.flow_table_size,
             ring_slots: state.ring_capacity,
         })?;
@@ -163,9 +112,22 @@ impl Lb {
     /// Open a TCP flow: its SYN is forwarded to the ring's pick, which is returned.
     pub fn open_flow(&mut self, c: SocketAddr, vip: SocketAddr, ingress: Ingress) -> Result<Pick> {
         let first = self.simulate(Protocol::Tcp, c, vip)?;
-        let syn = crate::packets::tcp(c, vip, crate::packets::Tcp::Syn, b"");
+        let syn = super::packets::tcp(c, vip, super::packets::Tcp::Syn, b"");
         expect_forward_to(self, &syn, ingress, first.backend, first.hash)?;
         Ok(first)
+    }
+
+    /// A TCP packet of the flow `c` → `vip` with `flags` and no payload is forwarded to the
+    /// ring's pick ([`expect_forward`]), which is returned.
+    pub fn forward_tcp(
+        &mut self,
+        c: SocketAddr,
+        vip: SocketAddr,
+        flags: super::packets::Tcp,
+        ingress: Ingress,
+    ) -> Result<IpAddr> {
+        let p = super::packets::tcp(c, vip, flags, b"");
+        expect_forward(self, Protocol::Tcp, c, vip, &p, ingress)
     }
 
     /// Take `backend` out of `vip`'s ring (weight 0) and sync: new flows avoid it, established
@@ -210,10 +172,7 @@ pub fn run_program(
     fx0: u32,
 ) -> Result<(u32, Vec<u8>)> {
     let mut out = vec![0u8; input.len() + 256];
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-    let mut ctx = [0u8; 24];
-    ctx[4..8].copy_from_slice(&(input.len() as u32).to_ne_bytes());
-    ctx[12..16].copy_from_slice(&fx0.to_ne_bytes());
+    let ctx = xdp_md(input.len(), fx0);
     let opts = TestRunOptions {
         data_in: Some(input),
         data_out: Some(&mut out),
@@ -223,6 +182,16 @@ pub fn run_program(
     let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN")?;
     out.truncate(r.data_size_out as usize);
     Ok((r.return_value, out))
+}
+
+/// The context test_run gives an XDP program for a packet of `len` bytes that arrived on
+/// interface `ingress_ifindex`: a `struct xdp_md` (data, data_end, data_meta, ingress_ifindex,
+/// rx_queue_index, egress_ifindex).
+pub fn xdp_md(len: usize, ingress_ifindex: u32) -> [u8; 24] {
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    ctx
 }
 
 /// The MAC of a fixture backend with a neighbour entry (x.x.x.11-13 / ::11-13).
@@ -262,7 +231,7 @@ pub fn expect_forward_to(
     } else {
         XDP_REDIRECT
     };
-    let want = crate::packets::encapsulated(
+    let want = super::packets::encapsulated(
         input,
         LB_MAC,
         mac_of(backend),

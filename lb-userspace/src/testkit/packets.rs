@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use etherparse::PacketBuilder;
 
-use crate::netns::{CLIENT_MAC, LB_MAC};
+use super::netns::{CLIENT_MAC, LB_MAC};
 
 pub const TTL: u8 = 64;
 
@@ -50,6 +50,26 @@ pub fn udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
         .write(&mut out, payload)
         .unwrap();
     out
+}
+
+/// A broadcast ARP request from the client's MAC: who has `target`, tell `sender`.
+pub fn arp_request(sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mut p = vec![0xFF; 6];
+    p.extend_from_slice(&CLIENT_MAC);
+    p.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    p.extend_from_slice(&CLIENT_MAC);
+    p.extend_from_slice(&sender);
+    p.extend_from_slice(&[0; 6]);
+    p.extend_from_slice(&target);
+    p.resize(60, 0);
+    p
+}
+
+/// An IPv4 packet made a first fragment: more-fragments set, checksum fixed.
+pub fn first_fragment(mut p: Vec<u8>) -> Vec<u8> {
+    p[20] |= 0x20;
+    fix_ipv4_checksum(&mut p);
+    p
 }
 
 /// An ICMP echo request.
