@@ -15,7 +15,7 @@ use crate::{
         ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthHdr, IPPROTO_IPIP, IPPROTO_IPV6, IPV4_FRAG_MASK,
         IPV4_HLEN, IPV6_HLEN, Ipv4Hdr, Ipv6Hdr,
     },
-    packet::{has_bytes, ptr_at},
+    packet::{holds, ptr_at},
 };
 
 /// Decapsulate the packet if it carries one of our VIPs inside; `is_vip` asks the program's map.
@@ -99,7 +99,7 @@ pub fn decapsulate(ctx: &XdpContext, is_vip: impl Fn(&DecapKey) -> bool) -> Deca
     }
     // ...and the outer packet must not claim more than arrived. Checked after the header reads
     // on purpose (see `parse::fits`).
-    if !has_bytes(ctx, outer_end) {
+    if !holds(ctx, outer_end) {
         return DecapStat::Pass;
     }
     if !is_vip(&key) {

@@ -7,7 +7,7 @@ use lb_common::addr::FAMILY_V4;
 use crate::{
     csum,
     headers::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthHdr, IPV4_HLEN, IPV6_HLEN, Ipv4Hdr, Ipv6Hdr},
-    packet::ptr_at,
+    packet::{frame_len, ptr_at},
     parse::{Echo, IPPROTO_ICMP, IPPROTO_ICMPV6, Packet},
 };
 
@@ -103,7 +103,8 @@ pub fn too_big(ctx: &XdpContext, pkt: &Packet, mtu: u16) -> bool {
         return false;
     };
     let eth = unsafe { *eth };
-    let len = (ctx.data_end() - ctx.data()) as i32;
+    // The whole frame (a jumbo frame's later buffers too): the reply is cut from all of it.
+    let len = frame_len(ctx) as i32;
     if pkt.flow.family == FAMILY_V4 {
         let Some(ver_ihl) = ptr_at::<u8>(ctx, ETH_HLEN) else {
             return false;

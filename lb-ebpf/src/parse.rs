@@ -21,7 +21,7 @@ use crate::{
         IPV4_HLEN, IPV6_HLEN, Ipv4Hdr, Ipv6Hdr, Ports, TCP_MIN_HLEN, UDP_HLEN,
     },
     options,
-    packet::{has_bytes, ptr_at},
+    packet::{holds, ptr_at},
 };
 
 pub const IPPROTO_ICMP: u8 = 1;
@@ -202,14 +202,14 @@ fn malformed(
     Ok(Refused::malformed(dst, family, why))
 }
 
-/// The packet holds `len` bytes: the IP length did not lie.
+/// The frame holds `len` bytes (in any of its buffers): the IP length did not lie.
 ///
 /// Done after the headers are read, on purpose: checked first, it lets the compiler prove the
 /// per-header bounds checks redundant and drop them, and the verifier, which cannot follow that
 /// proof, then rejects the header reads.
 #[inline(always)]
 fn fits(ctx: &XdpContext, len: usize) -> Result<(), Stat> {
-    if has_bytes(ctx, len) {
+    if holds(ctx, len) {
         Ok(())
     } else {
         Err(Stat::PassUnparsed)

@@ -54,6 +54,27 @@ pub const VIP6_NET: (Ipv6Addr, u8) = (Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 
 pub const LAN_MTU: u32 = 1600;
 /// MTU of the client's own interface, so its packets plus an outer header still fit [`LAN_MTU`].
 pub const CLIENT_MTU: u32 = 1500;
+
+/// A lab's MTUs: the segment's (bridge, ports, lb, backends) and the client's, smaller by at
+/// least the largest outer header (IPv6, 40 bytes) so encapsulated packets fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mtu {
+    pub lan: u32,
+    pub client: u32,
+}
+
+impl Mtu {
+    /// Ethernet-sized frames: 1500 at the client.
+    pub const STANDARD: Mtu = Mtu {
+        lan: LAN_MTU,
+        client: CLIENT_MTU,
+    };
+    /// Jumbo frames, as data centres run them: 9000 on the segment.
+    pub const JUMBO: Mtu = Mtu {
+        lan: 9000,
+        client: 8960,
+    };
+}
 /// Backends a lab may have: the last octet of a backend's IPv4 address is `20 + i`.
 pub const MAX_BACKENDS: usize = 64;
 
@@ -79,6 +100,11 @@ impl Lab {
     /// names easier to tell apart; labs created concurrently in one process get distinct names
     /// whatever their tags. Leftovers of dead processes are swept first.
     pub fn create(tag: &str, backends: usize) -> Result<Lab> {
+        Lab::create_with_mtu(tag, backends, Mtu::STANDARD)
+    }
+
+    /// [`Lab::create`] with other MTUs (jumbo frames).
+    pub fn create_with_mtu(tag: &str, backends: usize, mtu: Mtu) -> Result<Lab> {
         validate_tag(tag)?;
         if backends == 0 || backends > MAX_BACKENDS {
             bail!("a lab needs 1..={MAX_BACKENDS} backends, not {backends}");
@@ -90,7 +116,7 @@ impl Lab {
         }
         let mut res = Resources::new(tag)?;
         let shared = Arc::new(host::Shared::new(res.dir().to_path_buf()));
-        let built = topology::build(&mut res, &shared, backends)
+        let built = topology::build(&mut res, &shared, backends, mtu)
             .with_context(|| format!("building lab {}", res.prefix()))?;
         let servers = std::iter::once(&built.lb).chain(&built.backends);
         topology::verify(&built.client, servers)

@@ -15,6 +15,13 @@
 //!   client half-closes. Client data crosses the load balancer (replies do not: direct server
 //!   return), so a stream that keeps echoing proves the LB keeps sending it to the same
 //!   backend. The client must wait for the head before sending lines (no pipelining).
+//! * `GET /sink?bytes=N`: `200 OK` head without `Content-Length`, then the server reads exactly
+//!   N bytes from the client (N ≤ 1 GiB; the client waits for the head before sending them, as
+//!   for `/echo`) and answers one line `<name> <N> <fnv1a-64 of the bytes, hex>`, then closes: a
+//!   bulk upload through the load balancer, checked end to end.
+//! * `GET /bytes?n=N`: `200 OK` with `Content-Length: N` and N bytes of `bulk::pattern`
+//!   (N ≤ 1 GiB):
+//!   a bulk download, which goes straight from the backend to the client (direct server return).
 //! * With `--health-file PATH`, `GET /health` answers what the file says, read afresh on every
 //!   request, so a test can steer a health check without restarting anything: no file or
 //!   `200` → `200 OK` body `ok`; another status number → that status, body `unhealthy`;
@@ -39,6 +46,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use sheave_tests::traffic::bulk;
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
@@ -303,6 +311,16 @@ fn handle(stream: &TcpStream, name: &str) -> String {
             (format!("{status} Unhealthy"), &b"unhealthy\n"[..])
         };
         finish(stream, &line, body, with_body)
+    } else if path == "/sink" && with_body {
+        match size_param(query, "bytes") {
+            Some(n) => sink(stream, name, n),
+            None => finish(stream, "400 Bad Request", b"bad sink parameters\n", true),
+        }
+    } else if path == "/bytes" {
+        match size_param(query, "n") {
+            Some(n) => send_bytes(stream, n, with_body),
+            None => finish(stream, "400 Bad Request", b"bad bytes parameters\n", true),
+        }
     } else if path == "/stream" {
         match stream_params(query) {
             Some((seconds, interval)) => stream_lines(stream, name, seconds, interval, with_body),
@@ -601,4 +619,93 @@ mod tests {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\n\n"), Some(14));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
     }
+}
+
+/// Largest `/sink` or `/bytes` transfer.
+const MAX_BULK: u64 = 1 << 30;
+
+/// `key=N` from a query string, N at most [`MAX_BULK`].
+fn size_param(query: &str, key: &str) -> Option<u64> {
+    let n: u64 = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))?
+        .parse()
+        .ok()?;
+    (n <= MAX_BULK).then_some(n)
+}
+
+/// The `/sink` response: a head, then once `n` bytes have arrived, their count and checksum.
+fn sink(mut stream: &TcpStream, name: &str, n: u64) -> String {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: no-store\r\n\
+                Connection: close\r\n\r\n";
+    if let Err(e) = stream.write_all(head.as_bytes()) {
+        return format!("200 sink, write error: {e}");
+    }
+    if let Err(e) = stream.set_read_timeout(Some(TICK)) {
+        return format!("200 sink, {e}");
+    }
+    let mut hash = bulk::Fnv::new();
+    let (mut got, mut idle_since) = (0u64, Instant::now());
+    let mut chunk = vec![0u8; 64 * 1024];
+    while got < n {
+        if stopping() {
+            return format!("200 sink, stopped after {got} of {n} bytes");
+        }
+        let want = chunk.len().min((n - got) as usize);
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) => return format!("200 sink, client closed after {got} of {n} bytes"),
+            Ok(k) => {
+                hash.update(&chunk[..k]);
+                got += k as u64;
+                idle_since = Instant::now();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if idle_since.elapsed() >= ECHO_IDLE {
+                    return format!("200 sink, idle after {got} of {n} bytes");
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return format!("200 sink, read error after {got} bytes: {e}"),
+        }
+    }
+    let line = format!("{name} {got} {:016x}\n", hash.0);
+    match stream.write_all(line.as_bytes()) {
+        Ok(()) => format!("200 sink, {got} bytes"),
+        Err(e) => format!("200 sink, write error: {e}"),
+    }
+}
+
+/// The `/bytes` response: `n` bytes of [`pattern`].
+fn send_bytes(mut stream: &TcpStream, n: u64, with_body: bool) -> String {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n"
+    );
+    if let Err(e) = stream.write_all(head.as_bytes()) {
+        return format!("200 bytes, write error: {e}");
+    }
+    if !with_body {
+        return "200 bytes, head only".into();
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    while sent < n {
+        if stopping() {
+            return format!("200 bytes, stopped after {sent} of {n}");
+        }
+        let k = buf.len().min((n - sent) as usize);
+        for (j, b) in buf[..k].iter_mut().enumerate() {
+            *b = bulk::pattern(sent + j as u64);
+        }
+        if let Err(e) = stream.write_all(&buf[..k]) {
+            return format!("200 bytes, write error after {sent}: {e}");
+        }
+        sent += k as u64;
+    }
+    format!("200 bytes, {sent} bytes")
 }

@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use super::host::{Host, Shared};
 use super::netns::{ethtool, ip, sysctl};
 use super::resources::Resources;
-use super::{CLIENT_MTU, LAN_MTU, VIP4, VIP4_NET, VIP6, VIP6_NET};
+use super::{Mtu, VIP4, VIP4_NET, VIP6, VIP6_NET};
 
 const BRIDGE: &str = "br0";
 const V4_PREFIX_LEN: u8 = 24;
@@ -50,7 +50,12 @@ fn lan_v6(n: u8) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last)
 }
 
-pub(crate) fn build(res: &mut Resources, shared: &Arc<Shared>, backends: usize) -> Result<Built> {
+pub(crate) fn build(
+    res: &mut Resources,
+    shared: &Arc<Shared>,
+    backends: usize,
+    mtu: Mtu,
+) -> Result<Built> {
     let sw = res.add_netns("sw")?;
     // The switch is a pure L2 device: without IPv6 it has no link-local addresses and sends no
     // router solicitations or MLD reports of its own onto the segment.
@@ -77,13 +82,21 @@ pub(crate) fn build(res: &mut Resources, shared: &Arc<Shared>, backends: usize) 
         "0",
     ])?;
 
-    let client = add_host(res, shared, &sw, "client", Role::Client, 10)?;
-    let lb = add_host(res, shared, &sw, "lb", Role::Lb, 2)?;
+    let client = add_host(res, shared, &sw, "client", Role::Client, 10, mtu)?;
+    let lb = add_host(res, shared, &sw, "lb", Role::Lb, 2, mtu)?;
     let backends = (1..=backends)
         .map(|i| {
             // Bounded by MAX_BACKENDS, so 20 + i fits an octet.
             let octet = u8::try_from(20 + i).expect("backend count checked by the caller");
-            add_host(res, shared, &sw, &format!("b{i}"), Role::Backend, octet)
+            add_host(
+                res,
+                shared,
+                &sw,
+                &format!("b{i}"),
+                Role::Backend,
+                octet,
+                mtu,
+            )
         })
         .collect::<Result<Vec<_>>>()?;
 
@@ -94,7 +107,7 @@ pub(crate) fn build(res: &mut Resources, shared: &Arc<Shared>, backends: usize) 
         "set",
         BRIDGE,
         "mtu",
-        &LAN_MTU.to_string(),
+        &mtu.lan.to_string(),
         "up",
     ])?;
     Ok(Built {
@@ -112,6 +125,7 @@ fn add_host(
     role_name: &str,
     role: Role,
     last: u8,
+    mtu: Mtu,
 ) -> Result<Host> {
     let ns = res.add_netns(role_name)?;
     let host = Host {
@@ -125,11 +139,11 @@ fn add_host(
     let port = format!("p-{role_name}");
     let iface = host.iface.as_str();
     let ns = host.netns.as_str();
-    let lan_mtu = LAN_MTU.to_string();
+    let lan_mtu = mtu.lan.to_string();
     let host_mtu = if role == Role::Client {
-        CLIENT_MTU
+        mtu.client
     } else {
-        LAN_MTU
+        mtu.lan
     }
     .to_string();
 

@@ -22,7 +22,7 @@ static DECAP_VIPS: HashMap<DecapKey, u8> = HashMap::with_max_entries(MAX_DECAP_V
 #[map]
 static DECAP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DECAP_STAT_COUNT, 0);
 
-#[xdp]
+#[xdp(frags)]
 pub fn sheave_decap(ctx: XdpContext) -> u32 {
     let result = lb_ebpf::decap::decapsulate(&ctx, |key| unsafe { DECAP_VIPS.get(key) }.is_some());
     if let Some(c) = DECAP_STATS.get_ptr_mut(result as u32) {

@@ -27,7 +27,7 @@ struct Loop {
     failed: u64,
 }
 
-#[xdp]
+#[xdp(frags)]
 pub fn sheave_lb_bench(ctx: XdpContext) -> u32 {
     let Some(cfg) = BENCH_CONFIG.get(0) else {
         return xdp_action::XDP_ABORTED;

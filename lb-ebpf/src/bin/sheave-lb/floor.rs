@@ -16,7 +16,7 @@ use lb_ebpf::parse::{self, Parsed};
 
 use crate::{maps::FLOWS, stats};
 
-#[xdp]
+#[xdp(frags)]
 pub fn sheave_flow_floor(ctx: XdpContext) -> u32 {
     let Ok(Parsed::Flow(pkt)) = parse::parse(&ctx, &crate::maps::PARSE_SCRATCH) else {
         return xdp_action::XDP_PASS;

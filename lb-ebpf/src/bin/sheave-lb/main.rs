@@ -34,7 +34,7 @@ use lb_ebpf::{
     transmit::{self, Next},
 };
 
-#[xdp]
+#[xdp(frags)]
 pub fn sheave_lb(ctx: XdpContext) -> u32 {
     balance(&ctx)
 }

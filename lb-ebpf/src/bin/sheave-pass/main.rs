@@ -8,7 +8,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 // Links the library: its panic handler and license.
 use lb_ebpf as _;
 
-#[xdp]
+#[xdp(frags)]
 pub fn sheave_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
