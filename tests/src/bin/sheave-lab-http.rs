@@ -572,55 +572,6 @@ fn linger_close(mut stream: &TcpStream) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_line() {
-        assert_eq!(
-            parse_request_line("GET / HTTP/1.1\r\nHost: x"),
-            Some(("GET", "/"))
-        );
-        assert_eq!(
-            parse_request_line("GET /a?b HTTP/1.0"),
-            Some(("GET", "/a?b"))
-        );
-        assert_eq!(parse_request_line("GET / HTTP/2"), None);
-        assert_eq!(parse_request_line("GET http://x/ HTTP/1.1"), None);
-        assert_eq!(parse_request_line("GET /"), None);
-    }
-
-    #[test]
-    fn stream_query() {
-        assert_eq!(stream_params(""), Some((10, 1000)));
-        assert_eq!(stream_params("seconds=2&interval_ms=50"), Some((2, 50)));
-        assert_eq!(stream_params("interval_ms=5"), None);
-        assert_eq!(stream_params("seconds=x"), None);
-        assert_eq!(stream_params("other=1"), None);
-    }
-
-    #[test]
-    fn health_file() {
-        assert_eq!(health_status(None, 0), 200);
-        assert_eq!(health_status(Some(" \n"), 0), 200);
-        assert_eq!(health_status(Some("200\n"), 0), 200);
-        assert_eq!(health_status(Some("503"), 0), 503);
-        assert_eq!(health_status(Some("garbage"), 0), 500);
-        assert_eq!(health_status(Some("flap 300"), 299), 200);
-        assert_eq!(health_status(Some("flap 300"), 300), 500);
-        assert_eq!(health_status(Some("flap 300"), 600), 200);
-        assert_eq!(health_status(Some("flap 0"), 600), 500);
-    }
-
-    #[test]
-    fn head_end() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nxx"), Some(14));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\n"), Some(14));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
-    }
-}
-
 /// Largest `/sink` or `/bytes` transfer.
 const MAX_BULK: u64 = 1 << 30;
 
@@ -708,4 +659,53 @@ fn send_bytes(mut stream: &TcpStream, n: u64, with_body: bool) -> String {
         sent += k as u64;
     }
     format!("200 bytes, {sent} bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_line() {
+        assert_eq!(
+            parse_request_line("GET / HTTP/1.1\r\nHost: x"),
+            Some(("GET", "/"))
+        );
+        assert_eq!(
+            parse_request_line("GET /a?b HTTP/1.0"),
+            Some(("GET", "/a?b"))
+        );
+        assert_eq!(parse_request_line("GET / HTTP/2"), None);
+        assert_eq!(parse_request_line("GET http://x/ HTTP/1.1"), None);
+        assert_eq!(parse_request_line("GET /"), None);
+    }
+
+    #[test]
+    fn stream_query() {
+        assert_eq!(stream_params(""), Some((10, 1000)));
+        assert_eq!(stream_params("seconds=2&interval_ms=50"), Some((2, 50)));
+        assert_eq!(stream_params("interval_ms=5"), None);
+        assert_eq!(stream_params("seconds=x"), None);
+        assert_eq!(stream_params("other=1"), None);
+    }
+
+    #[test]
+    fn health_file() {
+        assert_eq!(health_status(None, 0), 200);
+        assert_eq!(health_status(Some(" \n"), 0), 200);
+        assert_eq!(health_status(Some("200\n"), 0), 200);
+        assert_eq!(health_status(Some("503"), 0), 503);
+        assert_eq!(health_status(Some("garbage"), 0), 500);
+        assert_eq!(health_status(Some("flap 300"), 299), 200);
+        assert_eq!(health_status(Some("flap 300"), 300), 500);
+        assert_eq!(health_status(Some("flap 300"), 600), 200);
+        assert_eq!(health_status(Some("flap 0"), 600), 500);
+    }
+
+    #[test]
+    fn head_end() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nxx"), Some(14));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\n"), Some(14));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
+    }
 }
