@@ -147,3 +147,47 @@ impl fmt::Display for Prefix {
         write!(f, "{}/{}", self.addr, self.len)
     }
 }
+
+/// `ADDR:PORT` (IPv6: `[ADDR]:PORT`), with an error that says which part is wrong.
+pub fn parse_socket_addr(s: &str) -> Result<std::net::SocketAddr> {
+    if let Ok(sa) = s.parse() {
+        return Ok(sa);
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        anyhow::bail!("{s:?} is not ADDR:PORT (IPv6: [ADDR]:PORT): no port");
+    };
+    let bracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let addr_ok = match bracketed {
+        Some(h) => h.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => host.parse::<std::net::Ipv4Addr>().is_ok(),
+    };
+    if !addr_ok {
+        if bracketed.is_none() && host.contains(':') {
+            anyhow::bail!("{s:?}: an IPv6 address goes in brackets: [ADDR]:PORT");
+        }
+        anyhow::bail!(
+            "{s:?}: {:?} is not an IP address",
+            bracketed.unwrap_or(host)
+        );
+    }
+    anyhow::bail!("{s:?}: port {port:?} is not a port number (0-65535)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_address_errors_say_which_part_is_wrong() {
+        let e = |s: &str| format!("{:#}", parse_socket_addr(s).unwrap_err());
+        assert!(e("198.18.1.300:80").contains("\"198.18.1.300\" is not an IP address"));
+        assert!(e("198.18.1.3:70000").contains("port \"70000\" is not a port number"));
+        assert!(e("[2001:db8::x]:80").contains("\"2001:db8::x\" is not an IP address"));
+        assert!(e("2001:db8::1:80").contains("in brackets"));
+        assert!(e("198.18.1.3").contains("no port"));
+        assert_eq!(
+            parse_socket_addr("[2001:db8::1]:53").unwrap(),
+            "[2001:db8::1]:53".parse().unwrap()
+        );
+    }
+}

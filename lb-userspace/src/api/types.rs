@@ -47,9 +47,7 @@ impl FromStr for VipRef {
             );
         };
         let protocol: Protocol = proto.parse()?;
-        let Ok(sa) = addr.parse::<SocketAddr>() else {
-            bail!("{addr:?} is not ADDR:PORT (IPv6: [ADDR]:PORT)");
-        };
+        let sa = crate::wire::parse_socket_addr(addr)?;
         Ok(VipRef {
             protocol,
             address: sa.ip(),
@@ -62,10 +60,24 @@ impl FromStr for VipRef {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Forwarding {
-    /// Direct server return through IPIP / IP6IP6 encapsulation (backends decapsulate and answer
-    /// clients directly).
+    /// Direct server return through IP-in-IP encapsulation (backends decapsulate and answer
+    /// clients directly): IPIP, IP6IP6, or 4in6/6in4 for a backend of the other family. (`ipip`,
+    /// its old name, is still accepted.)
     #[default]
-    Ipip,
+    #[serde(alias = "ipip")]
+    #[value(alias = "ipip")]
+    Encap,
+}
+
+/// What goes on the wire to a backend of a VIP: the outer header's family around the inner
+/// packet's (`ipip`, `ip6ip6`, `4in6` for IPv4 in IPv6, `6in4`).
+pub fn encapsulation(vip: IpAddr, backend: IpAddr) -> &'static str {
+    match (vip.is_ipv4(), backend.is_ipv4()) {
+        (true, true) => "ipip",
+        (false, false) => "ip6ip6",
+        (true, false) => "4in6",
+        (false, true) => "6in4",
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -131,6 +143,9 @@ pub struct VipView {
     pub vip: VipRef,
     pub id: u32,
     pub forwarding: Forwarding,
+    /// What goes on the wire to its backends, one entry per kind in use (see
+    /// [`encapsulation`]).
+    pub encapsulation: Vec<String>,
     pub ring_size: u32,
     /// New flows per second allowed into the flow table (0: no limit).
     pub new_flow_limit: u32,

@@ -16,7 +16,7 @@ pub fn call<B: Serialize, T: DeserializeOwned>(
         .enable_all()
         .build()
         .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
-    let client = Client::new(g.socket.clone());
+    let client = Client::new(g.socket());
     Ok(rt.block_on(client.call(method, path, body))?)
 }
 

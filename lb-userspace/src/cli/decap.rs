@@ -45,7 +45,7 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-pub fn run(cmd: DecapCommand) -> Result<()> {
+pub fn run(cmd: DecapCommand, json: bool) -> Result<()> {
     match cmd {
         DecapCommand::Attach(a) => {
             let dir = a.target.dir(DEFAULT_PIN_ROOT);
@@ -63,7 +63,7 @@ pub fn run(cmd: DecapCommand) -> Result<()> {
         }
         DecapCommand::Status(s) => {
             let st = decap::status(&s.target.dir(DEFAULT_PIN_ROOT))?;
-            if s.json {
+            if s.json || json {
                 let counters: serde_json::Map<String, serde_json::Value> = st
                     .counters
                     .iter()

@@ -35,10 +35,7 @@ fn parse_flow(words: &[String]) -> Result<ExplainRequest> {
     let [proto, src, dst] = words[..] else {
         bail!("expected PROTO SRC -> DST, e.g. tcp 198.51.100.7:40000 -> 192.0.2.10:80");
     };
-    let sa = |s: &str| -> Result<SocketAddr> {
-        s.parse()
-            .map_err(|_| anyhow::anyhow!("{s:?} is not ADDR:PORT (IPv6: [ADDR]:PORT)"))
-    };
+    let sa = |s: &str| -> Result<SocketAddr> { crate::wire::parse_socket_addr(s) };
     Ok(ExplainRequest {
         protocol: proto.parse::<Protocol>()?,
         source: sa(src)?,

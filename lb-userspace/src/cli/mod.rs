@@ -47,9 +47,9 @@ pub struct Cli {
 
 #[derive(Args, Clone)]
 pub struct Global {
-    /// sheaved's API socket.
-    #[arg(long, global = true, default_value = DEFAULT_SOCKET, value_name = "PATH")]
-    pub socket: PathBuf,
+    /// sheaved's API socket [default: /run/sheave/sheaved.sock] (commands that talk to sheaved).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// Print JSON (the API's answer) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -106,6 +106,26 @@ impl Target {
     }
 }
 
+impl Global {
+    /// The API socket to use.
+    pub fn socket(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+    }
+
+    /// Refuse `--socket` for a command that works on the host itself, not through sheaved.
+    fn local_only(&self, command: &str) -> Result<(), Failure> {
+        match &self.socket {
+            Some(_) => Err(Failure::usage(format!(
+                "--socket does not apply to `sheave {command}`: it works on this host's \
+                 interfaces and pins, not through sheaved"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Run the parsed command; the error carries the exit status.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let g = cli.global;
@@ -116,9 +136,18 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Stats => show::stats(&g),
         Command::Explain(a) => explain::run(&g, a),
         Command::Config(c) => config_cmd::run(&g, c),
-        Command::Decap(c) => decap::run(c).map_err(Failure::from),
-        Command::XdpPass(c) => xdp_pass::run(c).map_err(Failure::from),
-        Command::Teardown(t) => teardown::run(t).map_err(Failure::from),
+        Command::Decap(c) => {
+            g.local_only("decap")?;
+            decap::run(c, g.json).map_err(Failure::from)
+        }
+        Command::XdpPass(c) => {
+            g.local_only("xdp-pass")?;
+            xdp_pass::run(c).map_err(Failure::from)
+        }
+        Command::Teardown(t) => {
+            g.local_only("teardown")?;
+            teardown::run(t).map_err(Failure::from)
+        }
     }
 }
 

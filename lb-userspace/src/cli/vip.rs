@@ -33,7 +33,7 @@ pub enum VipCommand {
         #[arg(long, value_name = "PER_SECOND")]
         new_flow_limit: Option<u32>,
         /// How packets reach the backends: ipip (direct server return through IPIP/IP6IP6).
-        #[arg(long, value_enum, default_value_t = Forwarding::Ipip)]
+        #[arg(long, value_enum, default_value_t = Forwarding::Encap)]
         forwarding: Forwarding,
         /// Health check of its backends: tcp, http, https, udp or exec (more keys through
         /// `sheave config apply`). Default: none (backends count as up).

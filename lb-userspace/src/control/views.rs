@@ -3,7 +3,7 @@
 use super::{ApiError, Control};
 use crate::maps::MapStore;
 use crate::{
-    api::types::{BackendView, CheckView, Forwarding, StatusView, VipRef, VipView},
+    api::types::{BackendView, CheckView, Forwarding, StatusView, VipRef, VipView, encapsulation},
     health::probe::Verdict,
     state::{MemberState, RAMP_STEPS, VipState},
     wire::vip_key,
@@ -104,7 +104,17 @@ fn view(v: &VipState, backends: Vec<BackendView>, all_down: bool) -> VipView {
         all_backends_down: v.spec.policy.all_backends_down.to_string(),
         vip: vip_ref(v),
         id: v.id,
-        forwarding: Forwarding::Ipip,
+        forwarding: Forwarding::Encap,
+        encapsulation: {
+            let mut kinds: Vec<String> = Vec::new();
+            for b in &backends {
+                let k = encapsulation(v.spec.address, b.address).to_string();
+                if !kinds.contains(&k) {
+                    kinds.push(k);
+                }
+            }
+            kinds
+        },
         ring_size: v.spec.ring_size,
         new_flow_limit: v.spec.new_flow_limit,
         ring_rebuilds: v.rebuilds,
