@@ -18,7 +18,7 @@ use crate::{
     api::server::{api_router, metrics_router},
     config::Config,
     control::{self, Control, DaemonInfo, Sampler},
-    dataplane::{AttachMode, Dataplane, LoadOptions},
+    dataplane::{AttachMode, Dataplane, LoadOptions, owner},
     metrics::DaemonMetrics,
     netinfo,
     persist::Store,
@@ -56,6 +56,12 @@ pub fn start(opts: &Options, api_metrics: Arc<DaemonMetrics>) -> Result<Control>
     let cfg = Config::parse(&text)
         .with_context(|| format!("invalid config file {}", opts.config.display()))?;
     let store = Store::new(opts.state_file.clone(), &text);
+    // One daemon per pinned data plane, held for as long as this one runs: a second would adopt
+    // the same maps and write over this one's changes.
+    netinfo::ensure_bpffs(&opts.pin_dir)?;
+    std::fs::create_dir_all(&opts.pin_dir)
+        .with_context(|| format!("creating {}", opts.pin_dir.display()))?;
+    let pin_lock = owner::lock(&opts.pin_dir)?;
     // Before anything is written: the data plane a previous sheaved left running, if any.
     let (mut dp, adopted) = Dataplane::load_pinned(
         LoadOptions {
@@ -131,6 +137,7 @@ pub fn start(opts: &Options, api_metrics: Arc<DaemonMetrics>) -> Result<Control>
         encap,
         store: Some(store),
         info: DaemonInfo {
+            pin_lock: Some(pin_lock),
             config_path: opts.config.clone(),
             interface: opts.iface.clone(),
             xdp_mode: mode,
@@ -227,11 +234,22 @@ async fn serve(opts: &Options) -> Result<()> {
             opts.iface,
             opts.pin_dir.display()
         );
-    } else {
+    } else if opts
+        .pin_dir
+        .join(crate::dataplane::pinned::LINK_PIN)
+        .exists()
+    {
         info!(
             "exiting; the data plane stays on {} (pinned at {}; `sheave teardown` removes it)",
             opts.iface,
             opts.pin_dir.display()
+        );
+    } else {
+        warn!(
+            "exiting; the data plane pinned at {} is gone (removed while sheaved ran): nothing \
+             is left forwarding on {}",
+            opts.pin_dir.display(),
+            opts.iface
         );
     }
     Ok(())

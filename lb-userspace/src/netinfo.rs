@@ -14,6 +14,15 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub fn ensure_bpffs(dir: &Path) -> Result<()> {
     let root = Path::new("/sys/fs/bpf");
     if dir.starts_with(root) && !is_bpffs(root) {
+        if alone_in_private_mount_namespace() {
+            bail!(
+                "/sys/fs/bpf is not a bpf filesystem here, and this process is alone in a mount \
+                 namespace of its own (as `ip netns exec` makes one): pins in a bpffs mounted \
+                 here would vanish when it exits, and the program with them. Run it with \
+                 `nsenter --net=/run/netns/NS ...`, which enters only the network namespace \
+                 and keeps the host's bpffs"
+            );
+        }
         std::fs::create_dir_all(root).ok();
         let rc = unsafe {
             libc::mount(
@@ -43,6 +52,30 @@ pub fn ensure_bpffs(dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether this process has a mount namespace to itself that is not the host's (PID 1's): what
+/// `ip netns exec` gives a command. Whatever it mounts goes away when it exits. (A container's
+/// mount namespace is shared by the container's processes, so a mount there lasts.)
+fn alone_in_private_mount_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let ns = |pid: &str| {
+        std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+            .ok()
+            .map(|m| m.ino())
+    };
+    let mine = ns("self");
+    if mine.is_none() || mine == ns("1") {
+        return false;
+    }
+    let me = std::process::id().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    !procs.flatten().any(|p| {
+        let name = p.file_name().to_string_lossy().into_owned();
+        name != me && name.bytes().all(|b| b.is_ascii_digit()) && ns(&name) == mine
+    })
 }
 
 fn is_bpffs(path: &Path) -> bool {

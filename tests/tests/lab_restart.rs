@@ -571,6 +571,31 @@ fn teardown_removes_everything() {
     let lab = Lab::create("rtear", 3).expect("create lab");
     let (mut d, ctl, _) = deploy(&lab, &Shape::all(&lab));
 
+    // One daemon per pinned data plane: a second one on the same pins is refused, naming the
+    // owner, and so is a teardown under a running daemon.
+    let owner = format!("owned by sheaved (pid {})", d.sheaved().pid());
+    let second = start_sheaved_with(lab.lb(), &config_path(&lab), lab.dir(), &[]);
+    let e = format!(
+        "{:#}",
+        second.expect_err("a second sheaved started on the same pins")
+    );
+    assert!(e.contains(&owner), "not refused with the owner: {e}");
+    let out = ctl.teardown().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "teardown under a running sheaved: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("sheaved (pid {})", d.sheaved().pid()))
+            && stderr.contains("--stop"),
+        "{stderr}"
+    );
+    assert!(ctl.pins_exist() && ctl.xdp_prog_id().unwrap().is_some());
+    ctl.wait_api(Duration::from_secs(5))
+        .expect("sheaved still answers after the refusals");
+
     // SIGTERM leaves the data plane running: program, pins, service.
     let exit = d.stop_sheaved(libc::SIGTERM).unwrap();
     assert!(exit.success(), "{exit}");
@@ -604,6 +629,32 @@ fn teardown_removes_everything() {
     assert!(r.all_ok(), "{r:?}");
     let exit = d.stop_sheaved(libc::SIGINT).unwrap();
     assert!(exit.success(), "{exit}:\n{}", d.sheaved().log());
+    assert!(ctl.xdp_prog_id().unwrap().is_none() && !ctl.pins_exist());
+
+    // `teardown --stop` stops the owner first, then removes everything.
+    d.start_sheaved_again(&lab, &[]).expect("start afresh");
+    ctl.wait_all_up(SETTLE).unwrap();
+    let pins = ctl.pin_dir.to_string_lossy().into_owned();
+    let out = ctl
+        .sheave(&[
+            "teardown",
+            "--iface",
+            &lab.lb().iface,
+            "--pin-dir",
+            &pins,
+            "--stop",
+        ])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "teardown --stop: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped = d.stop_sheaved(libc::SIGTERM);
+    assert!(
+        stopped.as_ref().is_ok_and(|s| s.success()),
+        "sheaved after teardown --stop: {stopped:?}"
+    );
     assert_eq!(
         ctl.xdp_prog_id().unwrap(),
         None,

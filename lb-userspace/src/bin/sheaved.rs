@@ -90,9 +90,7 @@ fn options(args: Args) -> anyhow::Result<daemon::Options> {
     let iface = args.iface.expect("clap requires --iface");
     Ok(daemon::Options {
         config: args.config,
-        pin_dir: args
-            .pin_dir
-            .unwrap_or_else(|| lb_userspace::dataplane::pins::default_dir(&iface)),
+        pin_dir: args.pin_dir.map_or_else(|| default_pin_dir(&iface), Ok)?,
         detach_on_exit: args.detach_on_exit,
         iface,
         xdp_mode: args.xdp_mode,
@@ -118,4 +116,15 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         cfg.dataplane.ring_slots
     );
     Ok(())
+}
+
+/// `--pin-dir`'s default: the load balancer's directory for the interface in this network
+/// namespace, refusing to pass over pins an older Sheave left at the old default place.
+fn default_pin_dir(iface: &str) -> anyhow::Result<std::path::PathBuf> {
+    use lb_userspace::dataplane::pin_dirs::{LB, default_dir, legacy_dir, refuse_legacy};
+    let dir = default_dir(LB, iface)?;
+    if !dir.exists() {
+        refuse_legacy(&legacy_dir(LB, iface))?;
+    }
+    Ok(dir)
 }

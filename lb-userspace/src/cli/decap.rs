@@ -5,10 +5,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::Target;
-use crate::dataplane::{
-    AttachMode,
-    decap::{self, DEFAULT_PIN_ROOT},
-};
+use crate::dataplane::{AttachMode, decap, pin_dirs::DECAP};
 
 #[derive(Subcommand)]
 pub enum DecapCommand {
@@ -48,7 +45,7 @@ pub struct StatusArgs {
 pub fn run(cmd: DecapCommand, json: bool) -> Result<()> {
     match cmd {
         DecapCommand::Attach(a) => {
-            let dir = a.target.dir(DEFAULT_PIN_ROOT);
+            let dir = a.target.dir(DECAP)?;
             let mode = decap::attach(&a.target.iface, &a.vips, a.xdp_mode, &dir)?;
             println!(
                 "decap attached to {} ({mode} mode) for {} VIP(s); pinned at {}",
@@ -58,11 +55,11 @@ pub fn run(cmd: DecapCommand, json: bool) -> Result<()> {
             );
         }
         DecapCommand::Detach(t) => {
-            decap::detach(&t.dir(DEFAULT_PIN_ROOT))?;
+            decap::detach(&t.dir(DECAP)?)?;
             println!("decap detached from {}", t.iface);
         }
         DecapCommand::Status(s) => {
-            let st = decap::status(&s.target.dir(DEFAULT_PIN_ROOT))?;
+            let st = decap::status(&s.target.dir(DECAP)?)?;
             if s.json || json {
                 let counters: serde_json::Map<String, serde_json::Value> = st
                     .counters

@@ -14,7 +14,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::api::{DEFAULT_SOCKET, client::ClientError};
+use crate::{
+    api::{DEFAULT_SOCKET, client::ClientError},
+    dataplane::pin_dirs,
+};
 
 #[derive(Parser)]
 #[command(
@@ -81,10 +84,11 @@ pub enum Command {
     #[command(subcommand)]
     XdpPass(xdp_pass::PassCommand),
     /// Remove the load balancer from an interface for good: program, pinned maps and flow
-    /// table (sheaved leaves them forwarding when it exits). Stop sheaved first.
+    /// table (sheaved leaves them forwarding when it exits). Refused while sheaved runs, unless
+    /// --stop.
     ///
     /// Example: sheave teardown --iface eth0
-    Teardown(Target),
+    Teardown(teardown::TeardownArgs),
 }
 
 /// The interface a pinned program is attached to, and where its pins live.
@@ -93,16 +97,25 @@ pub struct Target {
     /// The interface.
     #[arg(long, value_name = "IF")]
     pub iface: String,
-    /// Directory of the program's pins in bpffs [default: /sys/fs/bpf/sheave/<program>/IF].
+    /// Directory of the program's pins in bpffs [default:
+    /// /sys/fs/bpf/sheave/<program>/netns-<this network namespace>/IF].
     #[arg(long, value_name = "DIR")]
     pub pin_dir: Option<PathBuf>,
 }
 
 impl Target {
-    pub fn dir(&self, default_root: &str) -> PathBuf {
-        self.pin_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(default_root).join(&self.iface))
+    /// The pin directory: `--pin-dir`, else `program`'s default for the interface in this
+    /// network namespace (see [`crate::dataplane::pin_dirs`]); an error if only an older
+    /// Sheave's pins are at the old default place.
+    pub fn dir(&self, program: &str) -> anyhow::Result<PathBuf> {
+        if let Some(d) = &self.pin_dir {
+            return Ok(d.clone());
+        }
+        let dir = pin_dirs::default_dir(program, &self.iface)?;
+        if !dir.exists() {
+            pin_dirs::refuse_legacy(&pin_dirs::legacy_dir(program, &self.iface))?;
+        }
+        Ok(dir)
     }
 }
 
@@ -144,9 +157,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             g.local_only("xdp-pass")?;
             xdp_pass::run(c).map_err(Failure::from)
         }
-        Command::Teardown(t) => {
+        Command::Teardown(a) => {
             g.local_only("teardown")?;
-            teardown::run(t).map_err(Failure::from)
+            teardown::run(a).map_err(Failure::from)
         }
     }
 }

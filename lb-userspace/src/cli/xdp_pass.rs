@@ -3,10 +3,9 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::Target;
-use crate::dataplane::{AttachMode, objects::PASS, pinned};
+use crate::dataplane::{AttachMode, objects::PASS, pin_dirs, pinned};
 
 pub const PASS_PROGRAM: &str = "sheave_pass";
-pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/sheave/pass";
 
 #[derive(Subcommand)]
 pub enum PassCommand {
@@ -30,7 +29,7 @@ pub struct PassAttach {
 pub fn run(cmd: PassCommand) -> Result<()> {
     match cmd {
         PassCommand::Attach(a) => {
-            let dir = a.target.dir(DEFAULT_PIN_ROOT);
+            let dir = a.target.dir(pin_dirs::PASS)?;
             let mode = pinned::attach(
                 PASS,
                 PASS_PROGRAM,
@@ -46,7 +45,7 @@ pub fn run(cmd: PassCommand) -> Result<()> {
             );
         }
         PassCommand::Detach(t) => {
-            pinned::detach(&t.dir(DEFAULT_PIN_ROOT))?;
+            pinned::detach(&t.dir(pin_dirs::PASS)?)?;
             println!("xdp-pass detached from {}", t.iface);
         }
     }

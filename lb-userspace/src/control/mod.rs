@@ -92,6 +92,8 @@ pub type Reply = Result<serde_json::Value, ApiError>;
 
 /// Facts about the running daemon shown by `status`.
 pub struct DaemonInfo {
+    /// Held while the daemon runs: it owns the pinned data plane (see `dataplane::owner`).
+    pub pin_lock: Option<crate::dataplane::owner::PinLock>,
     /// The configuration file `config reload` re-reads.
     pub config_path: std::path::PathBuf,
     pub interface: String,

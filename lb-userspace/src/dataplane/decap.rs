@@ -1,9 +1,7 @@
-//! The backends' decap program, attached and pinned (see [`super::pinned`]) per interface under
-//! `/sys/fs/bpf/sheave/decap/<iface>` by default, with its VIP map and counters beside the link.
-use std::{
-    net::IpAddr,
-    path::{Path, PathBuf},
-};
+//! The backends' decap program, attached and pinned (see [`super::pinned`]) per interface (by
+//! default under `/sys/fs/bpf/sheave/decap/netns-<id>/<iface>`, see [`super::pin_dirs`]), with
+//! its VIP map and counters beside the link.
+use std::{net::IpAddr, path::Path};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{HashMap, Map, MapData, PerCpuArray};
@@ -16,15 +14,9 @@ use super::{AttachMode, objects::DECAP, pinned};
 use crate::wire::{family, ip_words, words_ip};
 
 pub const DECAP_PROGRAM: &str = "sheave_decap";
-pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/sheave/decap";
 
 const VIPS_PIN: &str = "vips";
 const STATS_PIN: &str = "stats";
-
-/// Where an interface's decap pins live by default.
-pub fn pin_dir(root: &Path, iface: &str) -> PathBuf {
-    root.join(iface)
-}
 
 /// Attach the decap program to `iface` for `vips` and pin it so it outlives this process.
 pub fn attach(iface: &str, vips: &[IpAddr], mode: AttachMode, dir: &Path) -> Result<AttachMode> {

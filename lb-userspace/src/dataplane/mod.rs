@@ -7,6 +7,8 @@ pub mod counters;
 pub mod decap;
 pub mod flow_scan;
 pub mod objects;
+pub mod owner;
+pub mod pin_dirs;
 pub mod pinned;
 pub mod pins;
 pub mod rings;

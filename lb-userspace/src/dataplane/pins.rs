@@ -40,14 +40,6 @@ pub const PINNED_MAPS: [&str; 8] = [
 const LAYOUT_PIN: &str = "LAYOUT";
 const LINK_PIN: &str = "link";
 
-/// Where the load balancer of an interface is pinned by default.
-pub const LB_PIN_ROOT: &str = "/sys/fs/bpf/sheave/lb";
-
-/// `/sys/fs/bpf/sheave/lb/<iface>`.
-pub fn default_dir(iface: &str) -> PathBuf {
-    Path::new(LB_PIN_ROOT).join(iface)
-}
-
 /// What the kernel maps held when a daemon adopted them: the ids and ring halves in use, so the
 /// new desired state keeps them (flows name backend ids; packets read the active ring half).
 #[derive(Clone, Debug, Default)]

@@ -32,10 +32,15 @@ impl Control {
         }
     }
 
-    /// Runs `sheave --socket S ARGS` on the lb; whatever it exits with.
+    /// Runs `sheave --socket S ARGS` on the lb (without `--socket` for the commands that work
+    /// on the host rather than through sheaved); whatever it exits with.
     pub fn sheave(&self, args: &[&str]) -> Result<Output> {
         let mut c = self.lb.command(bin_path("sheave")?);
-        c.arg("--socket").arg(&self.socket).args(args);
+        let local = matches!(args.first(), Some(&("teardown" | "decap" | "xdp-pass")));
+        if !local {
+            c.arg("--socket").arg(&self.socket);
+        }
+        c.args(args);
         let what = format!("sheave {}", args.join(" "));
         let child = c
             .stdin(std::process::Stdio::null())

@@ -71,6 +71,7 @@ impl Replay {
             encap,
             store: None,
             info: DaemonInfo {
+                pin_lock: None,
                 config_path: "/replay/sheave.toml".into(),
                 interface: "replay0".into(),
                 xdp_mode: "native".into(),
