@@ -118,3 +118,55 @@ fn bad_addresses_say_which_part_is_wrong() {
         assert!(stderr.contains(want), "{vip}: {stderr}");
     }
 }
+
+/// `sheaved --check` refuses what start-up would: more VIP addresses than the VIP map holds,
+/// rings that do not fit the ring table.
+#[test]
+fn sheaved_check_catches_what_start_up_refuses() {
+    let dir = temp_dir("check");
+    let vips = |n: usize, ring: u32, slots: u32| {
+        let mut s = format!("[dataplane]\nring_slots = {slots}\n");
+        for i in 0..n {
+            s += &format!(
+                "\n[[vip]]\naddress = \"198.19.{}.{}\"\nport = 80\nprotocol = \"tcp\"\n\
+                 ring_size = {ring}\nbackend = [{{ address = \"198.18.0.21\" }}]\n",
+                i / 250,
+                i % 250 + 1
+            );
+        }
+        s
+    };
+    for (name, text, want) in [
+        ("addresses", vips(257, 13, 100_000), "VIP map is full"),
+        (
+            "rings",
+            vips(128, 65537, 4_194_368),
+            "raise dataplane.ring_slots",
+        ),
+    ] {
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_sheaved"))
+            .arg("--config")
+            .arg(&file)
+            .arg("--check")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(stderr.contains(want), "{name}: {stderr}");
+    }
+    let fine = dir.join("fine.toml");
+    std::fs::write(&fine, vips(256, 13, 100_000)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sheaved"))
+        .args(["--check", "--config"])
+        .arg(&fine)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

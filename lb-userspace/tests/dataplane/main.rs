@@ -5,6 +5,7 @@
 //! thread exists; every thread then shares it, and it disappears when the process exits.
 #[cfg(feature = "bench")]
 mod cases_bench;
+mod cases_capacity;
 mod cases_decap;
 mod cases_flood;
 mod cases_forward;
@@ -76,6 +77,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(cases_forward::trials(fx0));
     trials.extend(cases_pass::trials(fx0));
     trials.extend(cases_strict::trials(fx0));
+    trials.extend(cases_capacity::trials(fx0));
     trials.extend(cases_icmp::trials(fx0));
     trials.extend(cases_flood::trials(fx0));
     trials.extend(cases_state::trials(fx0));

@@ -4,6 +4,7 @@
 //! kernel-facing behaviour of the same writes is covered by the dataplane fixtures; what the
 //! control plane decides to write — state, reconcile, drain, slow start, adoption, failures —
 //! is covered here, in milliseconds.
+mod capacity;
 mod drain;
 mod health;
 mod lifecycle;
