@@ -23,6 +23,11 @@ pub const BACKEND_F_VALID: u8 = 1;
 /// for a VIP failing open (every backend down), where the flag is not set.
 pub const BACKEND_F_DOWN: u8 = 2;
 
+/// Ejected by outlier detection: out of the ring (the daemon), and connection attempts in the
+/// flow table that never got an answer from it are rescheduled on the ring on their next
+/// packet (a retransmitted SYN); established flows stay, they may be fine.
+pub const BACKEND_F_EJECTED: u8 = 4;
+
 /// Ring slot value meaning "no backend": a VIP whose backends all have weight 0.
 pub const NO_BACKEND: u32 = u32::MAX;
 
@@ -36,6 +41,8 @@ pub enum EntryFate {
     BackendDown,
     /// The slot no longer holds a configured backend (removed): rescheduled on the ring.
     Stale,
+    /// A connection attempt (no answer seen yet) on an ejected backend: rescheduled on the ring.
+    Ejected,
 }
 
 impl Backend {
@@ -48,16 +55,20 @@ impl Backend {
     /// A configured backend that is not down: what an established flow may keep using.
     #[inline(always)]
     pub fn is_usable(&self) -> bool {
-        self.fate() == EntryFate::Keep
+        self.flags & (BACKEND_F_VALID | BACKEND_F_DOWN) == BACKEND_F_VALID
     }
 
-    /// What happens to a flow-table entry naming this backend.
+    /// What happens to a flow-table entry naming this backend, whose flags are `entry_flags`.
     #[inline(always)]
-    pub fn fate(&self) -> EntryFate {
+    pub fn fate(&self, entry_flags: u32) -> EntryFate {
         if self.flags & BACKEND_F_VALID == 0 {
             EntryFate::Stale
         } else if self.flags & BACKEND_F_DOWN != 0 {
             EntryFate::BackendDown
+        } else if self.flags & BACKEND_F_EJECTED != 0
+            && entry_flags & crate::flow::FLOW_F_ESTABLISHED == 0
+        {
+            EntryFate::Ejected
         } else {
             EntryFate::Keep
         }

@@ -50,6 +50,10 @@ pub fn flow_tick(now_ns: u64) -> u32 {
 /// scheduled afresh instead of following the old one.
 pub const FLOW_F_CLOSING: u32 = 1;
 
+/// The opening SYN was sent again (the backend did not answer it in time): counted once per
+/// attempt, as a failed attempt, by outlier detection.
+pub const FLOW_F_RETRANSMITTED: u32 = 4;
+
 /// The client sent an ACK: the connection got past the handshake. A TCP flow without it is only
 /// an attempt (a SYN), which ends quickly one way or another; the daemon counts it as live for
 /// seconds, not minutes, while its backend drains.
@@ -88,6 +92,36 @@ pub fn flags_after(flags: u32, tcp_flags: u8) -> u32 {
 #[inline(always)]
 pub fn reopens(entry: &FlowState, tcp_flags: u8, tcp_seq: u32) -> bool {
     is_bare_syn(tcp_flags) && (entry.flags & FLOW_F_CLOSING != 0 || entry.syn_seq != tcp_seq)
+}
+
+/// What a packet on an existing entry says about its backend's answer to the connection attempt
+/// (outlier detection's signals; UDP and ICMP have none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handshake {
+    /// The client's first ACK: the backend answered the SYN.
+    Answered,
+    /// The opening SYN again, same sequence number, before any answer: the backend did not
+    /// answer in time (counted once per attempt).
+    Retransmitted,
+}
+
+/// The handshake signal of a packet with `tcp_flags` and `tcp_seq` on an entry (`None` for most
+/// packets). To be asked before the entry's flags are updated for the packet.
+#[inline(always)]
+pub fn handshake(entry: &FlowState, tcp_flags: u8, tcp_seq: u32) -> Option<Handshake> {
+    if entry.flags & FLOW_F_ESTABLISHED != 0 {
+        return None;
+    }
+    if tcp_flags & TCP_ACK != 0 {
+        Some(Handshake::Answered)
+    } else if is_bare_syn(tcp_flags)
+        && entry.syn_seq == tcp_seq
+        && entry.flags & FLOW_F_RETRANSMITTED == 0
+    {
+        Some(Handshake::Retransmitted)
+    } else {
+        None
+    }
 }
 
 /// The flow-table entry a new flow's first packet creates.

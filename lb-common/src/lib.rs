@@ -44,6 +44,7 @@ mod pod {
     unsafe impl aya::Pod for crate::flow::FlowKey {}
     unsafe impl aya::Pod for crate::flow::FlowState {}
     unsafe impl aya::Pod for crate::stats::Counter {}
+    unsafe impl aya::Pod for crate::stats::Handshakes {}
     unsafe impl aya::Pod for crate::config::DataplaneConfig {}
     unsafe impl aya::Pod for crate::decap::DecapKey {}
     unsafe impl aya::Pod for crate::bench::BenchConfig {}

@@ -17,5 +17,5 @@ pub const MAX_DECAP_VIPS: u32 = 1024;
 /// Version of the pinned maps' layout (which maps, their key and value types). A daemon adopts
 /// pinned maps only with the same version; bump it whenever a shared map type changes.
 /// v2: `FlowState` carries the opening SYN's sequence number.
-/// v3: `GLOBAL_STATS` has `STAT_SLOTS` (64) entries, room for new outcomes.
+/// v3: `GLOBAL_STATS` has `STAT_SLOTS` (64) entries, room for new outcomes; `HANDSHAKES`.
 pub const MAP_LAYOUT_VERSION: u32 = 3;

@@ -11,6 +11,21 @@ pub struct Counter {
 }
 assert_layout!(Counter, 24, [packets, bytes, new_flows]);
 
+/// TCP connection attempts per backend and how they went (`HANDSHAKES[backend_id]`), what passive
+/// outlier detection judges a backend on. Counted on the packets that carry the signal only:
+/// an attempt's SYN, its first retransmission, the client's first ACK.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Handshakes {
+    /// New TCP flows scheduled to the backend by a bare SYN.
+    pub attempts: u64,
+    /// Attempts the client went on to ACK: the backend answered.
+    pub answered: u64,
+    /// Attempts whose SYN the client had to send again: the backend did not answer in time.
+    pub retransmitted: u64,
+}
+assert_layout!(Handshakes, 24, [attempts, answered, retransmitted]);
+
 /// Indices of `GLOBAL_STATS`: what happened to each packet (exactly one outcome per packet) and
 /// flow-table events. Keep `NAMES` in the same order.
 #[repr(u32)]
@@ -85,10 +100,12 @@ pub enum Stat {
     /// To a VIP address, source routing: IPv4 LSRR/SSRR options, or an IPv6 routing header with
     /// segments left (a VIP cannot be a waypoint; type 0 is deprecated by RFC 5095).
     DropSourceRoute = 25,
+    /// Flow-table hit of an unanswered connection attempt on an ejected backend: rescheduled.
+    FlowEjected = 26,
 }
 
 /// Outcomes and events defined so far.
-pub const STAT_COUNT: u32 = 26;
+pub const STAT_COUNT: u32 = 27;
 /// Entries of the `GLOBAL_STATS` map: room for outcomes added later without a new map layout.
 pub const STAT_SLOTS: u32 = 64;
 
@@ -120,6 +137,7 @@ pub const STAT_NAMES: [&str; STAT_COUNT as usize] = [
     "drop_bad_ip_options",
     "drop_bad_ipv6_ext",
     "drop_source_route",
+    "flow_ejected",
 ];
 
 impl Stat {

@@ -15,6 +15,7 @@ pub mod maglev;
 pub mod maps;
 pub mod metrics;
 pub mod netinfo;
+pub mod outlier;
 pub mod persist;
 pub mod reconcile;
 pub mod simulate;

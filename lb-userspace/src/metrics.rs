@@ -10,7 +10,7 @@
 //! info) live in a long-lived `prometheus` registry and are appended with its encoder.
 use std::fmt::Write as _;
 
-use lb_common::stats::{Counter, STAT_NAMES};
+use lb_common::stats::{Counter, Handshakes, STAT_NAMES};
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -27,6 +27,8 @@ pub struct DaemonMetrics {
     pub transitions: IntCounterVec,
     /// `sheave_health_check_duration_seconds{backend, check}`.
     pub check_duration: HistogramVec,
+    /// `sheave_backend_ejections_total{backend}`.
+    pub ejections: IntCounterVec,
 }
 
 impl DaemonMetrics {
@@ -68,8 +70,17 @@ impl DaemonMetrics {
             &["backend", "check"],
         )
         .expect("valid metric");
+        let ejections = IntCounterVec::new(
+            Opts::new(
+                "sheave_backend_ejections_total",
+                "Backends ejected by passive outlier detection",
+            ),
+            &["backend"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ejections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(build),
             Box::new(transitions.clone()),
             Box::new(check_duration.clone()),
@@ -81,6 +92,7 @@ impl DaemonMetrics {
             requests,
             transitions,
             check_duration,
+            ejections,
         }
     }
 }
@@ -118,6 +130,9 @@ pub struct MemberGauge {
     /// Live flows while draining.
     pub flows: Option<u64>,
 }
+
+/// A counter family read from `Handshakes`: name, help, which field.
+type HandshakeFamily = (&'static str, &'static str, fn(&Handshakes) -> u64);
 
 /// A counter family read from a `Counter`: name, help, which field.
 type CounterFamily = (&'static str, &'static str, fn(&Counter) -> u64);
@@ -257,6 +272,42 @@ pub fn render(api: &DaemonMetrics, snap: &Snapshot, counters: &Counters) -> Stri
         for (addr, c) in &be_counts {
             if let Some(c) = c {
                 t.sample(name, &[("backend", addr)], field(c));
+            }
+        }
+    }
+    let handshakes: Vec<(&str, Option<Handshakes>)> = snap
+        .backends
+        .iter()
+        .map(|(id, addr)| {
+            let h = counters
+                .handshakes(*id)
+                .map_err(|e| log::warn!("reading connection attempts for /metrics: {e:#}"))
+                .ok();
+            (addr.as_str(), h)
+        })
+        .collect();
+    let families: [HandshakeFamily; 3] = [
+        (
+            "sheave_backend_connection_attempts_total",
+            "TCP connection attempts (a SYN) scheduled to a backend",
+            |h| h.attempts,
+        ),
+        (
+            "sheave_backend_answered_attempts_total",
+            "Connection attempts the client went on to ACK: the backend answered",
+            |h| h.answered,
+        ),
+        (
+            "sheave_backend_unanswered_attempts_total",
+            "Connection attempts whose SYN the client sent again: the backend did not answer",
+            |h| h.retransmitted,
+        ),
+    ];
+    for (name, help, field) in families {
+        t.family(name, "counter", help);
+        for (addr, h) in &handshakes {
+            if let Some(h) = h {
+                t.sample(name, &[("backend", addr)], field(h));
             }
         }
     }

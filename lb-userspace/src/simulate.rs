@@ -104,7 +104,7 @@ pub fn explain(
             Duration::from_nanos(t.now_tick.wrapping_sub(t.entry.last_seen) as u64 * FLOW_TICK_NS);
         let phase = Lifetimes::DEFAULT.phase(flow.proto, &t.entry, t.now_tick);
         view.phase = phase_name(phase).into();
-        match state.backend_value(id).fate() {
+        match state.backend_value(id).fate(t.entry.flags) {
             EntryFate::Keep => {
                 view.backend = Some(state.backend_address(id));
                 view.backend_id = Some(id);
@@ -125,6 +125,12 @@ pub fn explain(
             EntryFate::Stale => {
                 view.reason = "the flow table names a removed backend; the next packet is \
                                rescheduled on the ring: "
+                    .into();
+            }
+            EntryFate::Ejected => {
+                view.reason = "a connection attempt the backend never answered, and the backend \
+                               is ejected (outlier detection); the next packet is rescheduled \
+                               on the ring: "
                     .into();
             }
         }

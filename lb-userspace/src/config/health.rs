@@ -53,6 +53,9 @@ pub struct VipPolicy {
     /// Absent: no checks, backends count as up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckConfig>,
+    /// Absent: no passive outlier detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<super::outlier::OutlierConfig>,
 }
 
 fn default_drain_timeout() -> Duration {
@@ -66,6 +69,7 @@ impl Default for VipPolicy {
             slow_start: Duration::ZERO,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             health_check: None,
+            outlier_detection: None,
         }
     }
 }

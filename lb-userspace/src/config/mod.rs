@@ -38,6 +38,7 @@ use crate::wire::Prefix;
 
 pub mod address;
 mod health;
+pub mod outlier;
 pub use health::{AllDown, DEFAULT_DRAIN_TIMEOUT, HealthCheckConfig, VipPolicy, resolve_check};
 
 /// Upper bound for a VIP's Maglev table: keeps one VIP's two ring halves under 8 MiB.
@@ -167,6 +168,7 @@ struct FileVip {
     #[serde(default, with = "humantime_serde::option")]
     drain_timeout: Option<std::time::Duration>,
     health_check: Option<HealthCheckConfig>,
+    outlier_detection: Option<outlier::OutlierConfig>,
     #[serde(default, rename = "backend")]
     backends: Vec<FileBackend>,
 }
@@ -307,8 +309,14 @@ fn validate_vip(v: FileVip) -> Result<Vip> {
         slow_start: v.slow_start,
         drain_timeout: v.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         health_check: v.health_check,
+        outlier_detection: v.outlier_detection,
     };
     validate_policy(&policy)?;
+    ensure!(
+        policy.outlier_detection.is_none() || v.protocol == Protocol::Tcp,
+        "outlier_detection applies to TCP VIPs only: UDP has no handshake whose answer \
+         shows a backend is serving"
+    );
     Ok(Vip {
         address,
         port: v.port,
@@ -322,6 +330,9 @@ fn validate_vip(v: FileVip) -> Result<Vip> {
 
 /// Checks of a VIP's policy beyond its check (validated per backend with overrides merged).
 pub fn validate_policy(p: &VipPolicy) -> Result<()> {
+    if let Some(o) = &p.outlier_detection {
+        o.validate()?;
+    }
     ensure!(
         p.slow_start <= std::time::Duration::from_secs(3600),
         "slow_start {:?} is longer than an hour",

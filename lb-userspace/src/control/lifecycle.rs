@@ -33,6 +33,8 @@ pub struct Lifecycle {
     scan_cost: Duration,
     /// VIPs known to have every backend down (logged once per episode).
     all_down: std::collections::BTreeSet<u32>,
+    /// Passive outlier detection's watches.
+    pub(super) outliers: super::ejections::Outliers,
 }
 
 impl<M: MapStore> Control<M> {
@@ -116,10 +118,11 @@ impl<M: MapStore> Control<M> {
         }
     }
 
-    /// Periodic work: slow-start steps and drains.
+    /// Periodic work: outlier detection, slow-start steps and drains.
     pub(super) fn lifecycle_tick(&mut self) {
         let now = self.state.clock.now();
-        if self.state.advance_ramps(now) {
+        let judged = self.judge_outliers(now);
+        if self.state.advance_ramps(now) || judged {
             self.sync_runtime();
         }
         if !self.state.any_draining(now) {

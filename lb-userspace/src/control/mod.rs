@@ -2,6 +2,7 @@
 //! handlers send it [`Request`]s over a channel and await the reply, so changes are applied one
 //! at a time, in order, by one code path (validate → change state → sync maps → persist).
 mod changes;
+mod ejections;
 mod explain;
 mod lifecycle;
 #[cfg(test)]

@@ -4,12 +4,13 @@ use std::os::fd::AsFd as _;
 
 use anyhow::{Context as _, Result};
 use aya::maps::{IterableMap as _, MapData, PerCpuArray};
-use lb_common::stats::{Counter, STAT_COUNT};
+use lb_common::stats::{Counter, Handshakes, STAT_COUNT};
 
 pub struct Counters {
     vip_stats: PerCpuArray<MapData, Counter>,
     backend_stats: PerCpuArray<MapData, Counter>,
     global_stats: PerCpuArray<MapData, u64>,
+    handshakes: PerCpuArray<MapData, Handshakes>,
 }
 
 impl Counters {
@@ -18,6 +19,7 @@ impl Counters {
             vip_stats: super::take(ebpf, "VIP_STATS")?,
             backend_stats: super::take(ebpf, "BACKEND_STATS")?,
             global_stats: super::take(ebpf, "GLOBAL_STATS")?,
+            handshakes: super::take(ebpf, "HANDSHAKES")?,
         })
     }
 
@@ -33,6 +35,7 @@ impl Counters {
             vip_stats: dup(&self.vip_stats)?,
             backend_stats: dup(&self.backend_stats)?,
             global_stats: dup(&self.global_stats)?,
+            handshakes: dup(&self.handshakes)?,
         })
     }
 
@@ -52,6 +55,18 @@ impl Counters {
 
     pub fn backend(&self, backend_id: u32) -> Result<Counter> {
         sum(&self.backend_stats, backend_id)
+    }
+
+    /// Connection attempts of a backend and how they went.
+    pub fn handshakes(&self, backend_id: u32) -> Result<Handshakes> {
+        let per_cpu = self.handshakes.get(&backend_id, 0)?;
+        Ok(per_cpu
+            .iter()
+            .fold(Handshakes::default(), |a, h| Handshakes {
+                attempts: a.attempts + h.attempts,
+                answered: a.answered + h.answered,
+                retransmitted: a.retransmitted + h.retransmitted,
+            }))
     }
 }
 

@@ -200,6 +200,10 @@ impl crate::maps::MapStore for Maps {
     fn backend_stats(&self, backend_id: u32) -> Result<Counter> {
         self.counters.backend(backend_id)
     }
+
+    fn handshakes(&self, backend_id: u32) -> Result<lb_common::stats::Handshakes> {
+        self.counters.handshakes(backend_id)
+    }
 }
 
 /// The loaded program's maps, for the control task.
@@ -233,6 +237,9 @@ impl crate::maps::MapStore for Dataplane {
     }
     fn backend_stats(&self, backend_id: u32) -> Result<Counter> {
         self.maps.backend_stats(backend_id)
+    }
+    fn handshakes(&self, backend_id: u32) -> Result<lb_common::stats::Handshakes> {
+        self.maps.handshakes(backend_id)
     }
 }
 

@@ -27,7 +27,7 @@ use super::{AttachMode, Dataplane, LoadOptions, attach};
 use crate::{netinfo, wire::words_ip};
 
 /// Maps that carry state across daemons. NEXTHOPS and FLOOD are caches and start afresh.
-pub const PINNED_MAPS: [&str; 8] = [
+pub const PINNED_MAPS: [&str; 9] = [
     "VIPS",
     "BACKENDS",
     "RINGS",
@@ -36,6 +36,7 @@ pub const PINNED_MAPS: [&str; 8] = [
     "VIP_STATS",
     "BACKEND_STATS",
     "GLOBAL_STATS",
+    "HANDSHAKES",
 ];
 const LAYOUT_PIN: &str = "LAYOUT";
 const LINK_PIN: &str = "link";
@@ -133,7 +134,7 @@ pub fn write_layout(dir: &Path) -> Result<()> {
 /// this covers sizes chosen at load time (flow table, ring slots), which cannot change in place.
 pub fn verify_shapes(dir: &Path, opts: &LoadOptions) -> Result<()> {
     use std::mem::size_of;
-    let expect: [(&str, u32, u32, Option<u32>); 8] = [
+    let expect: [(&str, u32, u32, Option<u32>); 9] = [
         (
             "VIPS",
             size_of::<VipKey>() as u32,
@@ -157,6 +158,12 @@ pub fn verify_shapes(dir: &Path, opts: &LoadOptions) -> Result<()> {
         // Per-CPU maps report one CPU's value size.
         ("VIP_STATS", 4, size_of::<Counter>() as u32, None),
         ("BACKEND_STATS", 4, size_of::<Counter>() as u32, None),
+        (
+            "HANDSHAKES",
+            4,
+            size_of::<lb_common::stats::Handshakes>() as u32,
+            None,
+        ),
         ("GLOBAL_STATS", 4, 8, Some(lb_common::stats::STAT_SLOTS)),
     ];
     for (name, key, value, entries) in expect {

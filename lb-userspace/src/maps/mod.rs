@@ -7,7 +7,7 @@ use lb_common::{
     backend::Backend,
     config::DataplaneConfig,
     flow::{FlowKey, FlowState},
-    stats::{Counter, STAT_COUNT},
+    stats::{Counter, Handshakes, STAT_COUNT},
     vip::{VipKey, VipMeta},
 };
 
@@ -31,6 +31,8 @@ pub trait MapStore {
     fn global_stats(&self) -> Result<[u64; STAT_COUNT as usize]>;
     fn vip_stats(&self, vip_id: u32) -> Result<Counter>;
     fn backend_stats(&self, backend_id: u32) -> Result<Counter>;
+    /// A backend's connection attempts and how they went (outlier detection).
+    fn handshakes(&self, backend_id: u32) -> Result<Handshakes>;
 }
 
 #[cfg(test)]

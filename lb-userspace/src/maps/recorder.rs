@@ -6,7 +6,7 @@ use lb_common::{
     backend::Backend,
     config::DataplaneConfig,
     flow::{FlowKey, FlowState},
-    stats::{Counter, STAT_COUNT},
+    stats::{Counter, Handshakes, STAT_COUNT},
     vip::{VipKey, VipMeta},
 };
 
@@ -40,6 +40,7 @@ pub struct Recorder {
     pub global: [u64; STAT_COUNT as usize],
     pub vip_counters: BTreeMap<u32, Counter>,
     pub backend_counters: BTreeMap<u32, Counter>,
+    pub handshakes: BTreeMap<u32, Handshakes>,
     /// The next writes fail with this message (a full map, say), until cleared.
     pub fail_writes: Option<String>,
 }
@@ -116,6 +117,13 @@ impl MapStore for Recorder {
     }
     fn vip_stats(&self, vip_id: u32) -> Result<Counter> {
         Ok(self.vip_counters.get(&vip_id).copied().unwrap_or_default())
+    }
+    fn handshakes(&self, backend_id: u32) -> Result<Handshakes> {
+        Ok(self
+            .handshakes
+            .get(&backend_id)
+            .copied()
+            .unwrap_or_default())
     }
     fn backend_stats(&self, backend_id: u32) -> Result<Counter> {
         Ok(self

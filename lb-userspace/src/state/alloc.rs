@@ -100,6 +100,7 @@ impl State {
             refs: 1,
             disabled: false,
             health: BackendHealth::default(),
+            outlier: Default::default(),
         });
         if adopted.is_none() {
             self.next_backend = (id + 1) % n;

@@ -43,6 +43,16 @@ pub(super) fn check_policy(spec: &VipSpec) -> Result<(), StateError> {
         kind: ErrorKind::Invalid,
         message: format!("{}: {e:#}", spec.name()),
     })?;
+    if spec.policy.outlier_detection.is_some() && spec.protocol != crate::config::Protocol::Tcp {
+        return err(
+            ErrorKind::Invalid,
+            format!(
+                "{}: outlier_detection applies to TCP VIPs only: UDP has no handshake whose \
+                 answer shows a backend is serving",
+                spec.name()
+            ),
+        );
+    }
     resolve_check(spec.policy.health_check.as_ref(), None, spec.port)
         .map(drop)
         .map_err(|e| StateError {

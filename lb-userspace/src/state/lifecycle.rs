@@ -1,9 +1,9 @@
 //! A backend's life in a VIP: health (from the checkers), operator disable and drain, slow
 //! start, and what each means for the ring and the data plane.
 //!
-//! Precedence, per member: `disabled` (operator, all VIPs) > `down` (checks failed) >
-//! `draining` (operator drain, or a check saying "going away") > `slow-start` > `up`.
-//! Out of the ring: disabled, down, draining. Flows in the flow table are rescheduled for
+//! Precedence, per member: `disabled` (operator, all VIPs), then `down` (checks failed), then
+//! `draining` (operator drain, or a check saying "going away"), then `ejected` (outlier
+//! detection), then `slow-start`, then `up`. Out of the ring: disabled, down, draining, ejected. Flows in the flow table are rescheduled for
 //! disabled and down backends (the data plane's `BACKEND_F_DOWN`), kept for draining ones.
 //! When every backend of a VIP is down, a VIP that fails open builds its ring from the down
 //! backends (the set known last) and their flows stay put.
@@ -29,6 +29,8 @@ pub const RAMP_STEPS: u32 = 10;
 pub enum MemberState {
     Up,
     SlowStart,
+    /// Out of the ring by passive outlier detection, for a while (see `state::ejection`).
+    Ejected,
     Draining,
     Down,
     Disabled,
@@ -39,15 +41,17 @@ impl MemberState {
         match self {
             MemberState::Up => "up",
             MemberState::SlowStart => "slow-start",
+            MemberState::Ejected => "ejected",
             MemberState::Draining => "draining",
             MemberState::Down => "down",
             MemberState::Disabled => "disabled",
         }
     }
 
-    pub const ALL: [MemberState; 5] = [
+    pub const ALL: [MemberState; 6] = [
         MemberState::Up,
         MemberState::SlowStart,
+        MemberState::Ejected,
         MemberState::Draining,
         MemberState::Down,
         MemberState::Disabled,
@@ -175,6 +179,9 @@ impl State {
         if m.drain.is_some() {
             return (MemberState::Draining, "operator drain".into());
         }
+        if let Some(e) = &slot.outlier.ejection {
+            return (MemberState::Ejected, e.describe(now));
+        }
         if ramp(vip, m, now).is_some() {
             return (MemberState::SlowStart, "weight ramping up".into());
         }
@@ -197,7 +204,7 @@ impl State {
                     weights.insert(m.backend_id, w * step);
                 }
                 MemberState::Down => down.push(m),
-                MemberState::Draining | MemberState::Disabled => {}
+                MemberState::Draining | MemberState::Disabled | MemberState::Ejected => {}
             }
         }
         weights.retain(|_, w| *w > 0);
@@ -254,7 +261,7 @@ impl State {
     }
 
     /// Mark every VIP with backend `id` (and its members' slots) for writing.
-    fn mark_backend_pending(&mut self, id: u32) {
+    pub(super) fn mark_backend_pending(&mut self, id: u32) {
         self.pending.backends.insert(id);
         let affected: Vec<usize> = (0..self.vips.len())
             .filter(|&i| self.vips[i].members.iter().any(|m| m.backend_id == id))
@@ -393,7 +400,7 @@ impl State {
         out
     }
 
-    fn start_slow_start(&mut self, id: u32) {
+    pub(super) fn start_slow_start(&mut self, id: u32) {
         let now = self.clock.now();
         for v in &mut self.vips {
             if v.spec.policy.slow_start.is_zero() {

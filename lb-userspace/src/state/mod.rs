@@ -20,6 +20,7 @@ use crate::{
 
 mod adopt;
 mod alloc;
+pub mod ejection;
 mod encap;
 mod error;
 mod lifecycle;
@@ -27,6 +28,7 @@ mod pending;
 mod validate;
 mod values;
 
+pub use ejection::{Ejection, OutlierStatus};
 pub use encap::dataplane_config;
 pub use error::{ErrorKind, StateError};
 use error::{check_member_policy, check_policy, err};
@@ -125,6 +127,8 @@ struct BackendSlot {
     /// Taken out by the operator (all VIPs).
     disabled: bool,
     health: BackendHealth,
+    /// Passive outlier detection's judgement (see `ejection`).
+    outlier: ejection::OutlierStatus,
 }
 
 #[derive(Clone, Debug)]

@@ -45,7 +45,7 @@ impl State {
             Some(s) => Backend {
                 addr: ip_words(s.address),
                 family: family(s.address),
-                flags: BACKEND_F_VALID | self.down_flag(id),
+                flags: BACKEND_F_VALID | self.down_flag(id) | s.outlier.flag(),
                 _pad: [0; 2],
             },
             None => Backend::default(),

@@ -296,4 +296,4 @@ fn check(lb: &mut Lb, f: &Fixture) -> Result<()> {
 }
 
 // A new counter must be classified above: an outcome, or an event.
-const _: () = assert!(STAT_COUNT == 26);
+const _: () = assert!(STAT_COUNT == 27);

@@ -9,6 +9,7 @@ mod cases_capacity;
 mod cases_decap;
 mod cases_flood;
 mod cases_forward;
+mod cases_handshakes;
 mod cases_health;
 mod cases_icmp;
 mod cases_pass;
@@ -81,6 +82,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(cases_icmp::trials(fx0));
     trials.extend(cases_flood::trials(fx0));
     trials.extend(cases_state::trials(fx0));
+    trials.extend(cases_handshakes::trials(fx0));
     trials.extend(cases_health::trials(fx0));
     #[cfg(feature = "bench")]
     trials.extend(cases_bench::trials(fx0));

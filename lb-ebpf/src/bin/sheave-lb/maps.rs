@@ -9,7 +9,7 @@ use lb_common::{
     config::DataplaneConfig,
     flow::{FlowKey, FlowState},
     limits::{DEFAULT_FLOWS, DEFAULT_RING_SLOTS, MAX_BACKENDS, MAX_VIPS},
-    stats::{Counter, STAT_SLOTS},
+    stats::{Counter, Handshakes, STAT_SLOTS},
     vip::{FloodBucket, VipKey, VipMeta},
 };
 
@@ -49,6 +49,10 @@ pub static VIP_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_V
 
 #[map]
 pub static BACKEND_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+/// Connection attempts per backend and how they went (outlier detection's signals).
+#[map]
+pub static HANDSHAKES: PerCpuArray<Handshakes> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
 /// Outcomes and flow-table events, indexed by `lb_common::stats::Stat`.
 #[map]

@@ -5,7 +5,10 @@
 //! and `sheave explain`.
 use lb_common::{
     backend::{Backend, EntryFate, NO_BACKEND},
-    flow::{flags_after, flow_tick, new_entry, reopens},
+    flow::{
+        FLOW_F_RETRANSMITTED, Handshake, flags_after, flow_tick, handshake, is_bare_syn, new_entry,
+        reopens,
+    },
     hash::{flow_hash, ring_slot},
     stats::Stat,
     vip::VipMeta,
@@ -35,9 +38,19 @@ pub fn pick(pkt: &Packet, vip: &VipMeta, now_ns: u64) -> Result<Choice, Stat> {
         if reopens(&st, pkt.tcp_flags, pkt.tcp_seq) {
             stats::event(Stat::FlowReopened);
         } else {
-            match backend.fate() {
+            match backend.fate(st.flags) {
                 EntryFate::Keep => {
-                    let flags = flags_after(st.flags, pkt.tcp_flags);
+                    let mut flags = flags_after(st.flags, pkt.tcp_flags);
+                    // What the packet says of the backend's answer to the attempt (outlier
+                    // detection): only handshake packets take this branch's counting.
+                    match handshake(&st, pkt.tcp_flags, pkt.tcp_seq) {
+                        Some(Handshake::Answered) => stats::answered(st.backend_id),
+                        Some(Handshake::Retransmitted) => {
+                            flags |= FLOW_F_RETRANSMITTED;
+                            stats::retransmitted(st.backend_id);
+                        }
+                        None => {}
+                    }
                     if flags != st.flags {
                         unsafe { (*state).flags = flags };
                     }
@@ -56,6 +69,7 @@ pub fn pick(pkt: &Packet, vip: &VipMeta, now_ns: u64) -> Result<Choice, Stat> {
                 }
                 EntryFate::BackendDown => stats::event(Stat::FlowBackendDown),
                 EntryFate::Stale => stats::event(Stat::FlowStale),
+                EntryFate::Ejected => stats::event(Stat::FlowEjected),
             }
         }
     } else {
@@ -79,6 +93,9 @@ pub fn pick(pkt: &Packet, vip: &VipMeta, now_ns: u64) -> Result<Choice, Stat> {
     // flow is forwarded without being remembered.
     if !pkt.icmp_error && flood::admit(vip) {
         let entry = new_entry(backend_id, hash, pkt.tcp_flags, pkt.tcp_seq, tick);
+        if is_bare_syn(pkt.tcp_flags) {
+            stats::attempt(backend_id);
+        }
         // Failure to insert (map full of locked entries) only costs stickiness for this packet.
         let _ = FLOWS.insert(&pkt.flow, &entry, 0);
     }

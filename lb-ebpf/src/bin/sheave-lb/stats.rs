@@ -2,7 +2,7 @@
 use aya_ebpf::{bindings::xdp_action, maps::PerCpuArray};
 use lb_common::stats::{Counter, Stat};
 
-use crate::maps::{BACKEND_STATS, GLOBAL_STATS, VIP_STATS};
+use crate::maps::{BACKEND_STATS, GLOBAL_STATS, HANDSHAKES, VIP_STATS};
 
 #[inline(always)]
 pub fn event(stat: Stat) {
@@ -50,5 +50,29 @@ fn add(map: &PerCpuArray<Counter>, index: u32, bytes: u64, new_flow: bool) {
             (*c).bytes += bytes;
             (*c).new_flows += new_flow as u64;
         }
+    }
+}
+
+/// A connection attempt (bare SYN) scheduled to backend `id`.
+#[inline(always)]
+pub fn attempt(id: u32) {
+    if let Some(h) = HANDSHAKES.get_ptr_mut(id) {
+        unsafe { (*h).attempts += 1 };
+    }
+}
+
+/// The client's first ACK of an attempt on backend `id`.
+#[inline(always)]
+pub fn answered(id: u32) {
+    if let Some(h) = HANDSHAKES.get_ptr_mut(id) {
+        unsafe { (*h).answered += 1 };
+    }
+}
+
+/// The first retransmitted SYN of an attempt on backend `id`.
+#[inline(always)]
+pub fn retransmitted(id: u32) {
+    if let Some(h) = HANDSHAKES.get_ptr_mut(id) {
+        unsafe { (*h).retransmitted += 1 };
     }
 }

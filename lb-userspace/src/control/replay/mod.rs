@@ -8,13 +8,14 @@ mod capacity;
 mod drain;
 mod health;
 mod lifecycle;
+mod outlier;
 mod restart;
 mod writes;
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
 use lb_common::{
-    backend::{BACKEND_F_DOWN, BACKEND_F_VALID, NO_BACKEND},
+    backend::{BACKEND_F_DOWN, BACKEND_F_EJECTED, BACKEND_F_VALID, NO_BACKEND},
     vip::{VIP_ADDRESS_PROTO, VipKey},
 };
 
@@ -170,6 +171,21 @@ impl Replay {
         b["state"].as_str().expect("a state").to_string()
     }
 
+    /// A backend's reason in `status`, e.g. `ejected: ... back in 30s`.
+    pub fn member_reason(&self, vip: &str, backend: &str) -> String {
+        let status = serde_json::to_value(self.control.status_view()).expect("serializes");
+        status["vips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["name"] == vip)
+            .flat_map(|v| v["backends"].as_array().into_iter().flatten())
+            .find(|b| b["address"] == backend)
+            .and_then(|b| b["reason"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub fn backend_id(&self, addr: &str) -> u32 {
         self.control
             .state
@@ -185,7 +201,7 @@ pub fn vip(s: &str) -> VipRef {
 
 /// A map write as a line: what it says, not its bytes.
 /// - `config`
-/// - `backend #0 198.18.0.21 valid` (`down`, or `cleared`)
+/// - `backend #0 198.18.0.21 valid` (`down`, `ejected`, or `cleared`)
 /// - `ring @2018 size 1009: #0×505 #1×504` (slots per backend id; `none` for no backend)
 /// - `vip tcp 198.18.100.1:80 -> @2018 size 1009` (`address 198.18.100.1` for address entries)
 /// - `remove vip tcp 198.18.100.1:80` / `remove address 198.18.100.1`
@@ -198,6 +214,8 @@ pub fn render(w: &Write) -> String {
             } else {
                 let state = if b.flags & BACKEND_F_DOWN != 0 {
                     "down"
+                } else if b.flags & BACKEND_F_EJECTED != 0 {
+                    "ejected"
                 } else {
                     "valid"
                 };
